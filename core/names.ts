@@ -1,0 +1,87 @@
+/**
+ * The one module that builds and parses the names Ekiden gives to things it creates:
+ * VMs, GitHub runners, workflow ids and task queues. Garbage collection relies on parse*
+ * so it only ever touches Ekiden's own objects. Pure module: safe in workflow code.
+ */
+
+export const VM_PREFIX = 'ekiden-';
+export const RUNNER_PREFIX = 'ekiden-';
+
+const SLUG = /^[a-z0-9][a-z0-9-]{0,30}$/;
+
+/** Lower-case, dash-separated, at most 31 chars: safe for VM names, runner names and ids. */
+export function isSlug(value: string): boolean {
+  return SLUG.test(value) && !value.endsWith('-') && !value.includes('--');
+}
+
+export function assertSlug(field: string, value: string): void {
+  if (!isSlug(value)) {
+    throw new Error(
+      `${field}: "${value}" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit`,
+    );
+  }
+}
+
+export function hostTaskQueue(hostId: string): string {
+  return `ekiden-host-${hostId}`;
+}
+
+/** Task queue for work that may run on any worker (GitHub calls). */
+export const SHARED_TASK_QUEUE = 'ekiden';
+
+export function runnerWorkflowId(pool: string, slot: string | number): string {
+  return `runner/${pool}/${slot}`;
+}
+
+export function poolWorkflowId(pool: string): string {
+  return `pool/${pool}`;
+}
+
+/**
+ * Deterministic, short token derived from a workflow run id: stable across activity
+ * retries and worker restarts, distinct between runs (and so between recycled runners).
+ */
+export function runToken(runId: string): string {
+  // FNV-1a 32-bit, rendered base36: deterministic and dependency-free.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < runId.length; i++) {
+    h ^= runId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(36).padStart(7, '0');
+}
+
+export interface VmNameParts {
+  pool: string;
+  token: string;
+  attempt: number;
+}
+
+/** VM name: ekiden-<pool>-<token>-<attempt>. The attempt counts fresh VMs within one run. */
+export function vmName(parts: VmNameParts): string {
+  return `${VM_PREFIX}${parts.pool}-${parts.token}-${parts.attempt}`;
+}
+
+export function parseVmName(name: string): VmNameParts | undefined {
+  if (!name.startsWith(VM_PREFIX)) return undefined;
+  const m = /^([a-z0-9][a-z0-9-]*)-([0-9a-z]{7})-(\d+)$/.exec(name.slice(VM_PREFIX.length));
+  if (!m) return undefined;
+  return { pool: m[1]!, token: m[2]!, attempt: Number(m[3]) };
+}
+
+export interface RunnerNameParts {
+  pool: string;
+  token: string;
+}
+
+/** GitHub runner name: ekiden-<pool>-<token>. One registration per workflow run. */
+export function runnerName(parts: RunnerNameParts): string {
+  return `${RUNNER_PREFIX}${parts.pool}-${parts.token}`;
+}
+
+export function parseRunnerName(name: string): RunnerNameParts | undefined {
+  if (!name.startsWith(RUNNER_PREFIX)) return undefined;
+  const m = /^([a-z0-9][a-z0-9-]*)-([0-9a-z]{7})$/.exec(name.slice(RUNNER_PREFIX.length));
+  if (!m) return undefined;
+  return { pool: m[1]!, token: m[2]! };
+}
