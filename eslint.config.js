@@ -43,8 +43,18 @@ export default tseslint.config(
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'Date.now() is replaced by the SDK in workflows; core/ must take time as a parameter.' },
         { object: 'Math', property: 'random', message: 'Use the SDK-provided deterministic random (workflow.uuid4) in workflows.' },
+      ],
+    },
+  },
+  {
+    // Pure shared modules take time as a parameter instead of reading a clock.
+    files: ['core/**/*.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        { object: 'Date', property: 'now', message: 'core/ must take time as a parameter.' },
+        { object: 'Math', property: 'random', message: 'core/ must be deterministic.' },
       ],
     },
   },

@@ -1,0 +1,260 @@
+/**
+ * Activities that run on the host that owns the VM (task queue `ekiden-host-<id>`): image,
+ * clone, boot, runner launch over SSH, waiting for the job, logs, stop and delete.
+ * Thin adapters over the VmDriver, the SSH module and the GitHub client; each is safe to
+ * run twice. Secrets stay on the host (CredentialStore) and never leave an activity.
+ */
+import { Context, log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FailureType } from '../core/failures.js';
+import { DriverError, type VmDriver } from '../drivers/types.js';
+import type { RunnerRegistry } from '../github/runners.js';
+import type { CredentialStore } from '../host/credential-store.js';
+import { waitForSsh } from '../ssh/client.js';
+import { collectDiag, launchRunner as sshLaunchRunner, runnerStatus, stopRunner } from '../ssh/runner.js';
+import { classified } from './failures.js';
+
+export interface HostActivityDeps {
+  hostId: string;
+  driver: VmDriver;
+  credentials: CredentialStore;
+  /** GitHub registrations for this host's scope (credentials are fetched where they are used). */
+  github: RunnerRegistry;
+  /** URL `config.sh --url` registers against (registration-token mode). */
+  githubRunnerUrl: string;
+  /** Where runner `_diag` logs are kept after their VM is gone. */
+  logsDir: string;
+  /** How often the await activities look at the guest. */
+  pollIntervalMs?: number;
+}
+
+export type CredentialMode = 'jit' | 'registration-token';
+
+export interface AwaitJobStartResult {
+  kind: 'job-started' | 'idle-timeout' | 'runner-exited';
+  jobId?: string;
+  /** Epoch ms when the job was first seen (by this or an earlier attempt). */
+  startedAt?: number;
+}
+
+export interface AwaitRunnerExitResult {
+  kind: 'exited' | 'job-timeout';
+  exitCode?: number;
+}
+
+function heartbeatEvery<T>(ms: number, fn: (signal: AbortSignal) => Promise<T>, details?: () => unknown): Promise<T> {
+  const ctx = Context.current();
+  ctx.heartbeat(details?.());
+  const timer = setInterval(() => ctx.heartbeat(details?.()), ms);
+  return fn(ctx.cancellationSignal).finally(() => clearInterval(timer));
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function createHostActivities(deps: HostActivityDeps) {
+  const { driver } = deps;
+  const poll = deps.pollIntervalMs ?? 1_000;
+  const beat = Math.max(250, Math.min(poll, 2_000));
+
+  async function endpointFor(vmName: string, signal: AbortSignal) {
+    return driver.sshEndpoint({ name: vmName, timeoutMs: 10_000, signal });
+  }
+
+  return {
+    /** Make sure the image is cached on this host; pulls when missing or its digest differs. */
+    async ensureImage(args: { image: string; digest?: string }): Promise<{ digest: string; pulled: boolean }> {
+      return classified(async () => {
+        const local = await driver.localImage({ image: args.image });
+        if (local && (!args.digest || local.digest === args.digest)) return { digest: local.digest, pulled: false };
+        log.info('pulling image', { host: deps.hostId, image: args.image });
+        const pulled = await heartbeatEvery(beat, (signal) => driver.pullImage({ image: args.image, signal })).catch((err: unknown) => {
+          if (err instanceof DriverError && err.code === 'not-found') {
+            throw ApplicationFailure.nonRetryable(`image ${args.image} not found: ${err.message}`, FailureType.ImageNotFound);
+          }
+          throw err;
+        });
+        if (args.digest && pulled.digest !== args.digest) {
+          throw ApplicationFailure.nonRetryable(
+            `image ${args.image} has digest ${pulled.digest}, pool wants ${args.digest}`,
+            FailureType.ImageNotFound,
+          );
+        }
+        return { digest: pulled.digest, pulled: true };
+      });
+    },
+
+    /**
+     * Get a runner credential from GitHub and keep it on this host for launchRunner.
+     * Returns only non-secret facts. Safe to repeat: an existing credential is reused.
+     */
+    async obtainRunnerCredential(args: {
+      runnerName: string;
+      labels: string[];
+      runnerGroupId: number;
+      mode: CredentialMode;
+    }): Promise<{ runnerId?: number }> {
+      return classified(async () => {
+        const existing = await deps.credentials.get(args.runnerName);
+        if (existing?.kind === 'jit') return { runnerId: existing.runnerId };
+        if (existing) return {};
+        if (args.mode === 'jit') {
+          const jit = await deps.github.createJitConfig({ name: args.runnerName, labels: args.labels, runnerGroupId: args.runnerGroupId });
+          await deps.credentials.put(args.runnerName, { kind: 'jit', encodedJitConfig: jit.encodedJitConfig, runnerId: jit.runnerId });
+          log.info('runner registered (JIT)', { host: deps.hostId, runner: args.runnerName, runnerId: jit.runnerId });
+          return { runnerId: jit.runnerId };
+        }
+        const reg = await deps.github.createRegistrationToken();
+        await deps.credentials.put(args.runnerName, {
+          kind: 'registration-token',
+          url: deps.githubRunnerUrl,
+          token: reg.token,
+          name: args.runnerName,
+          labels: args.labels,
+          runnerGroup: args.runnerGroupId === 1 ? undefined : String(args.runnerGroupId),
+        });
+        log.info('registration token obtained', { host: deps.hostId, runner: args.runnerName });
+        return {};
+      });
+    },
+
+    /** Forget the runner credential kept on this host (cleanup). */
+    async discardCredential(args: { runnerName: string }): Promise<void> {
+      await deps.credentials.delete(args.runnerName);
+    },
+
+    async cloneVm(args: { image: string; vmName: string; cpu?: number; memoryMb?: number }): Promise<void> {
+      return classified(async () => {
+        await heartbeatEvery(beat, (signal) => driver.clone({ image: args.image, name: args.vmName, cpu: args.cpu, memoryMb: args.memoryMb, signal }));
+        log.info('vm cloned', { host: deps.hostId, vm: args.vmName, image: args.image });
+      });
+    },
+
+    /** Start the VM and wait until its SSH server accepts us, within the boot deadline. */
+    async bootVm(args: { vmName: string; bootTimeoutMs: number }): Promise<{ bootMs: number }> {
+      return classified(async () => {
+        const started = Date.now();
+        await heartbeatEvery(beat, async (signal) => {
+          await driver.start({ name: args.vmName, signal });
+          const endpoint = await driver.sshEndpoint({ name: args.vmName, timeoutMs: args.bootTimeoutMs, signal });
+          const left = Math.max(1_000, args.bootTimeoutMs - (Date.now() - started));
+          await waitForSsh({ endpoint, timeoutMs: left, signal });
+        });
+        const bootMs = Date.now() - started;
+        log.info('vm booted', { host: deps.hostId, vm: args.vmName, bootMs });
+        return { bootMs };
+      });
+    },
+
+    /** Start the runner in the guest, detached from the SSH session. Never starts a second one. */
+    async launchRunner(args: { vmName: string; runnerName: string; runnerDir: string }): Promise<{ alreadyRunning: boolean }> {
+      return classified(async () => {
+        const signal = Context.current().cancellationSignal;
+        const endpoint = await endpointFor(args.vmName, signal);
+        const status = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
+        if (status.launched) return { alreadyRunning: true };
+        const credential = await deps.credentials.get(args.runnerName);
+        if (!credential) {
+          throw ApplicationFailure.nonRetryable(`no credential kept on host ${deps.hostId} for runner ${args.runnerName}`, FailureType.CredentialLost);
+        }
+        const res = await sshLaunchRunner({ endpoint, runnerDir: args.runnerDir, credential, signal });
+        log.info('runner launched', { host: deps.hostId, vm: args.vmName, runner: args.runnerName, pid: res.pid });
+        return { alreadyRunning: res.alreadyRunning };
+      });
+    },
+
+    /** Wait until the runner takes a job, exits, or the idle deadline passes. Heartbeats. */
+    async awaitJobStart(args: { vmName: string; runnerDir: string; idleDeadline: number }): Promise<AwaitJobStartResult> {
+      return classified(() =>
+        heartbeatEvery(beat, async (signal) => {
+          for (;;) {
+            const endpoint = await endpointForRunning(args.vmName, signal);
+            const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
+            if (st.jobStarted) return { kind: 'job-started', jobId: st.jobId, startedAt: st.jobStartedAt ?? Date.now() };
+            if (st.launched && !st.running) return { kind: 'runner-exited' };
+            if (Date.now() >= args.idleDeadline) return { kind: 'idle-timeout' };
+            await sleep(Math.min(poll, Math.max(0, args.idleDeadline - Date.now())), signal);
+          }
+        }),
+      );
+    },
+
+    /** Wait until the runner process exits (its one job done) or the job deadline passes. */
+    async awaitRunnerExit(args: { vmName: string; runnerDir: string; jobDeadline: number }): Promise<AwaitRunnerExitResult> {
+      return classified(() =>
+        heartbeatEvery(beat, async (signal) => {
+          for (;;) {
+            const endpoint = await endpointForRunning(args.vmName, signal);
+            const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
+            if (st.launched && !st.running) return { kind: 'exited', exitCode: st.exitCode };
+            if (Date.now() >= args.jobDeadline) {
+              await stopRunner({ endpoint, runnerDir: args.runnerDir, signal });
+              return { kind: 'job-timeout' };
+            }
+            await sleep(Math.min(poll, Math.max(0, args.jobDeadline - Date.now())), signal);
+          }
+        }),
+      );
+    },
+
+    /** Stop the runner process (idle recycle after GitHub forgot it). */
+    async stopGuestRunner(args: { vmName: string; runnerDir: string }): Promise<void> {
+      return classified(async () => {
+        const signal = Context.current().cancellationSignal;
+        const vm = await driver.get({ name: args.vmName, signal });
+        if (vm?.state !== 'running') return;
+        await stopRunner({ endpoint: await endpointFor(args.vmName, signal), runnerDir: args.runnerDir, signal });
+      });
+    },
+
+    /** Copy the guest's runner `_diag` logs to the host before the VM goes away (best effort). */
+    async collectRunnerLogs(args: { vmName: string; runnerName: string; runnerDir: string }): Promise<{ files: string[]; dir?: string }> {
+      return classified(async () => {
+        const signal = Context.current().cancellationSignal;
+        const vm = await driver.get({ name: args.vmName, signal });
+        if (vm?.state !== 'running') return { files: [] };
+        const dir = join(deps.logsDir, args.runnerName);
+        await mkdir(dir, { recursive: true });
+        const files = await collectDiag({ endpoint: await endpointFor(args.vmName, signal), runnerDir: args.runnerDir, destDir: dir, signal });
+        return { files, dir };
+      });
+    },
+
+    async stopVm(args: { vmName: string; timeoutMs?: number }): Promise<void> {
+      return classified(async () => {
+        await heartbeatEvery(beat, (signal) => driver.stop({ name: args.vmName, timeoutMs: args.timeoutMs, signal }));
+      });
+    },
+
+    async deleteVm(args: { vmName: string }): Promise<void> {
+      return classified(async () => {
+        await heartbeatEvery(beat, (signal) => driver.delete({ name: args.vmName, signal }));
+        log.info('vm deleted', { host: deps.hostId, vm: args.vmName });
+      });
+    },
+  };
+
+  async function endpointForRunning(vmName: string, signal: AbortSignal) {
+    const vm = await driver.get({ name: vmName, signal });
+    if (vm?.state !== 'running') {
+      throw ApplicationFailure.nonRetryable(`VM ${vmName} is ${vm ? 'not running' : 'gone'}`, FailureType.VmLost);
+    }
+    return endpointFor(vmName, signal);
+  }
+}
+
+export type HostActivities = ReturnType<typeof createHostActivities>;

@@ -1,0 +1,79 @@
+/**
+ * What a RunnerWorkflow needs to know: the runner's shape (image, labels, VM size) and its
+ * timing. Pure data with defaults; safe in workflow code.
+ */
+
+export interface RunnerTiming {
+  /** Pulling an image into the host cache. */
+  pullTimeoutMs: number;
+  /** Boot: VM start → SSH accepts us. */
+  bootTimeoutMs: number;
+  /** A launched runner that gets no job within this is recycled. */
+  idleTimeoutMs: number;
+  /** A job running longer than this is stopped. */
+  maxJobMs: number;
+  /** Heartbeat timeout of long host activities: how fast a dead worker is noticed. */
+  heartbeatTimeoutMs: number;
+  /** Cleanup on a host that stopped answering gives up after this; reconciliation takes over. */
+  hostCleanupTimeoutMs: number;
+  /** Deregistration keeps trying this long (a busy runner frees up once its VM is gone). */
+  deregisterTimeoutMs: number;
+  /** Fresh VMs tried when boot fails, before the runner fails. */
+  bootAttempts: number;
+}
+
+export const DEFAULT_TIMING: RunnerTiming = {
+  pullTimeoutMs: 60 * 60_000,
+  bootTimeoutMs: 5 * 60_000,
+  idleTimeoutMs: 60 * 60_000,
+  maxJobMs: 6 * 60 * 60_000,
+  heartbeatTimeoutMs: 30_000,
+  hostCleanupTimeoutMs: 30 * 60_000,
+  deregisterTimeoutMs: 2 * 60 * 60_000,
+  bootAttempts: 2,
+};
+
+export interface RunnerSpec {
+  pool: string;
+  /** Host id: its worker serves task queue `ekiden-host-<host>`. */
+  host: string;
+  image: string;
+  /** Pin the image to this digest (`sha256:…`); re-pulled when the cached one differs. */
+  imageDigest?: string;
+  labels: string[];
+  runnerGroupId: number;
+  cpu?: number;
+  memoryMb?: number;
+  /** Runner folder in the guest (relative to the guest user's home or absolute). */
+  runnerDir: string;
+  credential: 'jit' | 'registration-token';
+}
+
+export interface RunnerWorkflowInput {
+  spec: RunnerSpec;
+  timing?: Partial<RunnerTiming>;
+}
+
+export type RunnerOutcome = 'completed' | 'idle-timeout' | 'job-timeout' | 'runner-exited' | 'failed' | 'cancelled';
+
+export interface RunnerResult {
+  runnerName: string;
+  runnerId?: number;
+  vmNames: string[];
+  jobId?: string;
+  outcome: RunnerOutcome;
+  /** Cleanup steps that did not finish (e.g. a dead host): left for reconciliation. */
+  leftovers: string[];
+}
+
+export interface RunnerStatus {
+  phase: string;
+  runnerName: string;
+  runnerId?: number;
+  vmName?: string;
+  jobId?: string;
+  host: string;
+  pool: string;
+  /** Epoch ms of the last phase change. */
+  since: number;
+}

@@ -1,0 +1,130 @@
+/**
+ * An Ekiden host for tests: the GitHub emulator, the fake driver with a runner stand-in
+ * image, and a host worker in this process, against the run's real Temporal server.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
+import type { RunnerSpec, RunnerTiming } from '../../core/runner-spec.js';
+import { FakeDriver } from '../../drivers/fake.js';
+import type { VmDriver } from '../../drivers/types.js';
+import { GitHubEmulator } from '../../emulator/github/server.js';
+import { installStandinRunner } from '../../emulator/runner/install.js';
+import { createOctokit, scopeWebUrl } from '../../github/client.js';
+import { RunnerRegistry } from '../../github/runners.js';
+import { createHostWorker, type HostWorker } from '../../workers/host-worker.js';
+import { installRuntime } from '../../workers/logging.js';
+
+export const REPO = 'acme/app';
+export const IMAGE = 'ekiden/runner-standin:test';
+export const TOKEN = 'ghp_testtoken_ekiden_0123456789';
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BUNDLE = join(ROOT, 'dist', 'workflow-bundle.js');
+
+/** Log lines of the in-process worker, kept for the secret scan. */
+export const workerLogLines: string[] = [];
+
+export function temporalSkipReason(): string | undefined {
+  const missing = inject('temporalMissing');
+  if (missing) return missing;
+  if (!existsSync(BUNDLE)) return 'dist/workflow-bundle.js missing: run `npm run build` first';
+  return undefined;
+}
+
+export interface Harness {
+  dir: string;
+  emulator: GitHubEmulator;
+  emulatorUrl: string;
+  driver: FakeDriver;
+  client: Client;
+  connection: Connection;
+  nativeConnection: NativeConnection;
+  hostId: string;
+  spec(overrides?: Partial<RunnerSpec>): RunnerSpec;
+  timing(overrides?: Partial<RunnerTiming>): Partial<RunnerTiming>;
+  startWorker(opts?: { driver?: VmDriver; activityInbound?: ActivityInboundCallsInterceptorFactory[]; wrap?: (acts: Record<string, (...a: never[]) => Promise<unknown>>) => void }): Promise<HostWorker>;
+  stopWorker(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createHarness(name: string, opts: { bootDelayMs?: number } = {}): Promise<Harness> {
+  installRuntime({ level: 'INFO', sink: (line) => workerLogLines.push(line) });
+  const dir = mkdtempSync(join(tmpdir(), `ekiden-${name}-`));
+  const emulator = new GitHubEmulator({ tokens: [TOKEN], repos: [REPO], offlineAfterMs: 1_500 });
+  const { url } = await emulator.start();
+  const imageDir = join(dir, 'image');
+  await installStandinRunner({ dir: join(imageDir, 'actions-runner') });
+  const driver = new FakeDriver({ root: join(dir, 'vms'), images: { [IMAGE]: imageDir }, bootDelayMs: opts.bootDelayMs });
+  const address = inject('temporalAddress');
+  const connection = await Connection.connect({ address });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const client = new Client({ connection });
+  const hostId = `${name}-${Math.random().toString(36).slice(2, 8)}`;
+  const scope = { kind: 'repo' as const, owner: 'acme', repo: 'app' };
+  const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope }), scope);
+  let worker: HostWorker | undefined;
+  let running: Promise<void> | undefined;
+
+  const h: Harness = {
+    dir,
+    emulator,
+    emulatorUrl: url,
+    driver,
+    client,
+    connection,
+    nativeConnection,
+    hostId,
+    spec: (o) => ({
+      pool: 'test',
+      host: hostId,
+      image: IMAGE,
+      labels: ['self-hosted', 'ekiden-test'],
+      runnerGroupId: 1,
+      runnerDir: 'actions-runner',
+      credential: 'jit',
+      ...o,
+    }),
+    timing: (o) => ({ heartbeatTimeoutMs: 3_000, idleTimeoutMs: 60_000, bootTimeoutMs: 20_000, hostCleanupTimeoutMs: 60_000, deregisterTimeoutMs: 60_000, ...o }),
+    async startWorker(o = {}) {
+      worker = await createHostWorker({
+        connection: nativeConnection,
+        namespace: 'default',
+        hostId,
+        driver: o.driver ?? driver,
+        github: registry,
+        githubRunnerUrl: scopeWebUrl(url, scope),
+        dataDir: join(dir, 'host'),
+        workflowBundlePath: BUNDLE,
+        pollIntervalMs: 200,
+        shutdownGraceMs: 2_000,
+        activityInbound: o.activityInbound,
+        // Shared queue per harness too, so test files never steal each other's tasks.
+        sharedTaskQueue: `ekiden-${hostId}`,
+      });
+      running = worker.run();
+      return worker;
+    },
+    async stopWorker() {
+      worker?.shutdown();
+      await running;
+      worker = undefined;
+      running = undefined;
+    },
+    async close() {
+      await h.stopWorker();
+      for (const vm of await driver.list()) {
+        await driver.stop({ name: vm.name, timeoutMs: 1_000 });
+        await driver.delete({ name: vm.name });
+      }
+      await emulator.stop();
+      await connection.close();
+      await nativeConnection.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return h;
+}

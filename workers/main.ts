@@ -1,0 +1,61 @@
+/**
+ * `node dist/workers/main.js --config FILE`: a host worker as its own process (what
+ * `ekiden worker` runs on each Mac/Linux host). Drains on SIGTERM/SIGINT.
+ */
+import { NativeConnection } from '@temporalio/worker';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, parseWorkerConfig } from '../config/schema.js';
+import { FakeDriver } from '../drivers/fake.js';
+import { createOctokit, scopeWebUrl } from '../github/client.js';
+import { RunnerRegistry } from '../github/runners.js';
+import { createHostWorker } from './host-worker.js';
+import { installRuntime } from './logging.js';
+import { pauseAfterActivities } from './test-hooks.js';
+
+export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
+
+export async function runWorkerFromConfig(configPath: string, env: Record<string, string | undefined>): Promise<number> {
+  let config;
+  try {
+    config = parseWorkerConfig(JSON.parse(readFileSync(configPath, 'utf8')), env);
+  } catch (err) {
+    const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${(err as Error).message}`;
+    console.error(`ekiden worker: ${reason}`);
+    return 2;
+  }
+  installRuntime();
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const octokit = createOctokit({ apiUrl: config.github.apiUrl, auth: config.github.auth, scope: config.github.scope });
+  const worker = await createHostWorker({
+    connection,
+    namespace: config.temporal.namespace,
+    sharedTaskQueue: config.temporal.taskQueue,
+    hostId: config.host.id,
+    driver: new FakeDriver({ root: config.driver.root, images: config.driver.images, bootDelayMs: config.driver.bootDelayMs }),
+    github: new RunnerRegistry(octokit, config.github.scope),
+    githubRunnerUrl: scopeWebUrl(config.github.apiUrl, config.github.scope),
+    dataDir: config.host.dataDir,
+    workflowBundlePath: WORKFLOW_BUNDLE,
+    pollIntervalMs: config.host.pollIntervalMs,
+    shutdownGraceMs: config.host.shutdownGraceMs,
+    activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
+  });
+  const stop = () => worker.shutdown();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  console.error(JSON.stringify({ level: 'INFO', msg: 'host worker running', host: config.host.id, pid: process.pid }));
+  await worker.run();
+  await connection.close();
+  return 0;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const i = process.argv.indexOf('--config');
+  const file = i >= 0 ? process.argv[i + 1] : undefined;
+  if (!file) {
+    console.error('usage: node dist/workers/main.js --config FILE');
+    process.exit(2);
+  }
+  process.exitCode = await runWorkerFromConfig(file, process.env);
+}

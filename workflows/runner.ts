@@ -1,0 +1,234 @@
+/**
+ * RunnerWorkflow: the life of one ephemeral runner.
+ *
+ *   pull image → credential → clone → boot → launch → await job → deregister → stop → delete
+ *
+ * VM and SSH steps run on the owning host's task queue; deregistration runs on the shared
+ * queue so a dead host never blocks it. Cleanup runs on every exit path in a
+ * non-cancellable scope, GitHub side and host side independently.
+ */
+import {
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { GitHubActivities } from '../activities/github.js';
+import type { HostActivities } from '../activities/host.js';
+import { FailureType } from '../core/failures.js';
+import { hostTaskQueue, runnerName as makeRunnerName, runToken, vmName as makeVmName } from '../core/names.js';
+import {
+  DEFAULT_TIMING,
+  type RunnerOutcome,
+  type RunnerResult,
+  type RunnerStatus,
+  type RunnerTiming,
+  type RunnerWorkflowInput,
+} from '../core/runner-spec.js';
+import { RunnerPhase, SA_JOB, SA_PHASE, SA_RUNNER } from '../core/search-attributes.js';
+
+export const runnerStatusQuery = defineQuery<RunnerStatus>('runnerStatusQuery');
+/** Sent by the webhook receiver when GitHub reports the runner's job (job id for the UI). */
+export const jobAssignedSignal = defineSignal<[{ jobId: string }]>('jobAssignedSignal');
+
+const ms = (n: number) => `${Math.max(1, Math.round(n))} ms`;
+
+function hostActivities(host: string, timing: RunnerTiming) {
+  const base: ActivityOptions = {
+    taskQueue: hostTaskQueue(host),
+    // Wait for a cancelled host step to really stop before cleanup touches the same VM.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    heartbeatTimeout: ms(timing.heartbeatTimeoutMs),
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', nonRetryableErrorTypes: [FailureType.InvalidInput] },
+  };
+  const quick = { ...base, startToCloseTimeout: '2 minutes', scheduleToCloseTimeout: ms(timing.hostCleanupTimeoutMs) };
+  return {
+    pull: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.pullTimeoutMs), retry: { ...base.retry, maximumAttempts: 5 } }),
+    credential: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: '1 minute', retry: { ...base.retry, initialInterval: '2s', maximumInterval: '2 minutes', maximumAttempts: 8 } }),
+    clone: proxyActivities<HostActivities>({ ...quick, startToCloseTimeout: '10 minutes', retry: { ...base.retry, maximumAttempts: 5 } }),
+    boot: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.bootTimeoutMs + 30_000), retry: { ...base.retry, maximumAttempts: 3 } }),
+    launch: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: '2 minutes', retry: { ...base.retry, maximumAttempts: 5 } }),
+    // The await steps carry absolute deadlines, so a retry after a worker crash keeps them.
+    await: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.idleTimeoutMs + timing.maxJobMs + 60_000) }),
+    cleanup: proxyActivities<HostActivities>(quick),
+  };
+}
+
+function githubActivities(timing: RunnerTiming) {
+  return proxyActivities<GitHubActivities>({
+    // The workflow's own queue: every worker serving Ekiden workflows also runs GitHub calls.
+    taskQueue: workflowInfo().taskQueue,
+    startToCloseTimeout: '1 minute',
+    scheduleToCloseTimeout: ms(timing.deregisterTimeoutMs),
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute' },
+  });
+}
+
+function failureType(err: unknown): string | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+}
+
+export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<RunnerResult> {
+  const { spec } = input;
+  const timing: RunnerTiming = { ...DEFAULT_TIMING, ...input.timing };
+  const info = workflowInfo();
+  const token = runToken(info.firstExecutionRunId);
+  const runnerName = makeRunnerName({ pool: spec.pool, token });
+  const host = hostActivities(spec.host, timing);
+  const github = githubActivities(timing);
+
+  const vmNames: string[] = [];
+  let runnerId: number | undefined;
+  let credentialRequested = false;
+  let jobId: string | undefined;
+  let outcome: RunnerOutcome = 'failed';
+  const status: RunnerStatus = { phase: RunnerPhase.Pulling, runnerName, host: spec.host, pool: spec.pool, since: Date.now() };
+
+  const setPhase = (phase: RunnerPhase) => {
+    status.phase = phase;
+    status.since = Date.now();
+    upsertSearchAttributes([{ key: SA_PHASE, value: phase }]);
+  };
+  const setJob = (id: string | undefined) => {
+    if (!id || id === jobId) return;
+    jobId = id;
+    status.jobId = id;
+    upsertSearchAttributes([{ key: SA_JOB, value: id }]);
+  };
+  setHandler(runnerStatusQuery, () => ({ ...status }));
+  setHandler(jobAssignedSignal, ({ jobId: id }) => setJob(id));
+  upsertSearchAttributes([{ key: SA_RUNNER, value: runnerName }]);
+  setPhase(RunnerPhase.Pulling);
+
+  let failure: unknown;
+  try {
+    await host.pull.ensureImage({ image: spec.image, digest: spec.imageDigest });
+
+    setPhase(RunnerPhase.Credential);
+    credentialRequested = true;
+    ({ runnerId } = await host.credential.obtainRunnerCredential({
+      runnerName,
+      labels: spec.labels,
+      runnerGroupId: spec.runnerGroupId,
+      mode: spec.credential,
+    }));
+    status.runnerId = runnerId;
+
+    for (let attempt = 1; ; attempt++) {
+      const vm = makeVmName({ pool: spec.pool, token, attempt });
+      vmNames.push(vm);
+      status.vmName = vm;
+      setPhase(RunnerPhase.Cloning);
+      await host.clone.cloneVm({ image: spec.image, vmName: vm, cpu: spec.cpu, memoryMb: spec.memoryMb });
+      setPhase(RunnerPhase.Booting);
+      try {
+        await host.boot.bootVm({ vmName: vm, bootTimeoutMs: timing.bootTimeoutMs });
+        break;
+      } catch (err) {
+        if (isCancellation(err) || attempt >= timing.bootAttempts) throw err;
+        log.warn('boot failed; trying a fresh VM', { vm, attempt, type: failureType(err) });
+        await destroyVm(vm);
+      }
+    }
+    const vm = status.vmName!;
+
+    setPhase(RunnerPhase.Launching);
+    await host.launch.launchRunner({ vmName: vm, runnerName, runnerDir: spec.runnerDir });
+
+    setPhase(RunnerPhase.Idle);
+    const start = await host.await.awaitJobStart({ vmName: vm, runnerDir: spec.runnerDir, idleDeadline: Date.now() + timing.idleTimeoutMs });
+    let startedAt = start.startedAt;
+    if (start.kind === 'idle-timeout') {
+      // Take the runner off GitHub first, so no job lands on a runner we are about to destroy.
+      const removed = await github.removeRunner({ runnerId, runnerName, allowBusy: true });
+      if (removed !== 'busy') {
+        outcome = 'idle-timeout';
+        await host.cleanup.stopGuestRunner({ vmName: vm, runnerDir: spec.runnerDir });
+      } else {
+        startedAt = Date.now(); // a job arrived just as we gave up on it: let it run
+      }
+    } else if (start.kind === 'runner-exited') {
+      outcome = 'runner-exited';
+    }
+    if (start.kind === 'job-started' || (start.kind === 'idle-timeout' && outcome !== 'idle-timeout')) {
+      setJob(start.jobId);
+      setPhase(RunnerPhase.Busy);
+      const exit = await host.await.awaitRunnerExit({
+        vmName: vm,
+        runnerDir: spec.runnerDir,
+        jobDeadline: (startedAt ?? Date.now()) + timing.maxJobMs,
+      });
+      outcome = exit.kind === 'exited' ? 'completed' : 'job-timeout';
+    }
+  } catch (err) {
+    failure = err;
+    outcome = isCancellation(err) ? 'cancelled' : 'failed';
+  }
+
+  // Cleanup on every path. GitHub side and host side run independently: a dead host must not
+  // keep a registration alive, and a GitHub outage must not keep a VM alive.
+  const leftovers: string[] = [];
+  await CancellationScope.nonCancellable(async () => {
+    setPhase(RunnerPhase.Cleaning);
+    const githubSide = async () => {
+      if (!credentialRequested) return;
+      try {
+        await github.removeRunner({ runnerId, runnerName });
+      } catch (err) {
+        leftovers.push(`github runner ${runnerName}`);
+        log.error('deregistration gave up', { runner: runnerName, type: failureType(err) });
+      }
+    };
+    const hostSide = async () => {
+      const last = vmNames[vmNames.length - 1];
+      if (last) {
+        try {
+          await host.cleanup.collectRunnerLogs({ vmName: last, runnerName, runnerDir: spec.runnerDir });
+        } catch (err) {
+          log.warn('could not collect runner logs', { vm: last, type: failureType(err) });
+        }
+      }
+      for (const vm of vmNames) {
+        if (!(await destroyVm(vm))) leftovers.push(`vm ${vm} on ${spec.host}`);
+      }
+      if (credentialRequested) {
+        try {
+          await host.cleanup.discardCredential({ runnerName });
+        } catch {
+          leftovers.push(`credential ${runnerName} on ${spec.host}`);
+        }
+      }
+    };
+    await Promise.all([githubSide(), hostSide()]);
+  });
+
+  const result: RunnerResult = { runnerName, runnerId, vmNames, jobId, outcome, leftovers };
+  if (failure !== undefined) {
+    setPhase(RunnerPhase.Failed);
+    log.warn('runner failed', { runner: runnerName, outcome, leftovers, type: failureType(failure) });
+    throw failure;
+  }
+  setPhase(RunnerPhase.Done);
+  return result;
+
+  async function destroyVm(vm: string): Promise<boolean> {
+    try {
+      await host.cleanup.stopVm({ vmName: vm });
+      await host.cleanup.deleteVm({ vmName: vm });
+      return true;
+    } catch (err) {
+      log.error('could not remove VM; reconciliation will', { vm, host: spec.host, type: failureType(err) });
+      return false;
+    }
+  }
+}
