@@ -184,13 +184,23 @@ function parseFault(body: unknown): FaultSpec {
     if (v !== undefined && typeof v !== 'string') throw new Error(`${k} must be a string`);
     return v as string | undefined;
   };
+  const times = num('times');
+  if (times !== undefined && (!Number.isInteger(times) || times === 0 || times < -1)) throw new Error('times must be a positive integer, or -1 for unlimited');
+  const path = str('path');
+  if (path !== undefined) {
+    try {
+      new RegExp(path);
+    } catch {
+      throw new Error(`path is not a valid regular expression: ${path}`);
+    }
+  }
   return {
     kind: body['kind'] as FaultKind,
     method: str('method'),
-    path: str('path'),
+    path,
     status: num('status'),
     delayMs: num('delayMs'),
-    times: num('times'),
+    times,
     retryAfterSeconds: num('retryAfterSeconds'),
   };
 }
@@ -520,7 +530,7 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
     const path = url.pathname;
     const { token, scheme } = this.credentialKey(req);
     const isApp = path.startsWith('/app/') || path === '/app';
-    const info = token && !isApp ? this.state.lookupToken(token) : undefined;
+    const info = token && !isApp && (scheme === 'token' || scheme === 'bearer') ? this.state.lookupToken(token) : undefined;
     const bucket = info && token ? this.bucket(`token:${token}`, this.rateLimit) : this.bucket(`anon:${token ?? ''}`, isApp ? this.rateLimit : 60);
 
     const fault = this.takeFault(method, path);
