@@ -66,6 +66,20 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+const locks = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` after every earlier call with the same key has settled (in this process). */
+function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const prev = locks.get(key) ?? Promise.resolve();
+  const next = prev.then(fn, fn);
+  const tail = next.catch(() => undefined);
+  locks.set(key, tail);
+  void tail.then(() => {
+    if (locks.get(key) === tail) locks.delete(key);
+  });
+  return next;
+}
+
 export function createHostActivities(deps: HostActivityDeps) {
   const { driver } = deps;
   const poll = deps.pollIntervalMs ?? 1_000;
@@ -108,28 +122,9 @@ export function createHostActivities(deps: HostActivityDeps) {
       runnerGroupId: number;
       mode: CredentialMode;
     }): Promise<{ runnerId?: number }> {
-      return classified(async () => {
-        const existing = await deps.credentials.get(args.runnerName);
-        if (existing?.kind === 'jit') return { runnerId: existing.runnerId };
-        if (existing) return {};
-        if (args.mode === 'jit') {
-          const jit = await deps.github.createJitConfig({ name: args.runnerName, labels: args.labels, runnerGroupId: args.runnerGroupId });
-          await deps.credentials.put(args.runnerName, { kind: 'jit', encodedJitConfig: jit.encodedJitConfig, runnerId: jit.runnerId });
-          log.info('runner registered (JIT)', { host: deps.hostId, runner: args.runnerName, runnerId: jit.runnerId });
-          return { runnerId: jit.runnerId };
-        }
-        const reg = await deps.github.createRegistrationToken();
-        await deps.credentials.put(args.runnerName, {
-          kind: 'registration-token',
-          url: deps.githubRunnerUrl,
-          token: reg.token,
-          name: args.runnerName,
-          labels: args.labels,
-          runnerGroup: args.runnerGroupId === 1 ? undefined : String(args.runnerGroupId),
-        });
-        log.info('registration token obtained', { host: deps.hostId, runner: args.runnerName });
-        return {};
-      });
+      // One attempt at a time per runner on this host: a timed-out attempt that is still
+      // running must not race its retry into a second registration.
+      return classified(() => heartbeatEvery(beat, () => serialized(args.runnerName, () => obtainCredential(args))));
     },
 
     /** Forget the runner credential kept on this host (cleanup). */
@@ -247,6 +242,28 @@ export function createHostActivities(deps: HostActivityDeps) {
       });
     },
   };
+
+  async function obtainCredential(args: { runnerName: string; labels: string[]; runnerGroupId: number; mode: CredentialMode }) {
+    const existing = await deps.credentials.get(args.runnerName);
+    if (existing) return { runnerId: existing.runnerId };
+    if (args.mode === 'jit') {
+      const jit = await deps.github.createJitConfig({ name: args.runnerName, labels: args.labels, runnerGroupId: args.runnerGroupId });
+      await deps.credentials.put(args.runnerName, { kind: 'jit', encodedJitConfig: jit.encodedJitConfig, runnerId: jit.runnerId });
+      log.info('runner registered (JIT)', { host: deps.hostId, runner: args.runnerName, runnerId: jit.runnerId });
+      return { runnerId: jit.runnerId };
+    }
+    const reg = await deps.github.createRegistrationToken();
+    await deps.credentials.put(args.runnerName, {
+      kind: 'registration-token',
+      url: deps.githubRunnerUrl,
+      token: reg.token,
+      name: args.runnerName,
+      labels: args.labels,
+      runnerGroup: args.runnerGroupId === 1 ? undefined : String(args.runnerGroupId),
+    });
+    log.info('registration token obtained', { host: deps.hostId, runner: args.runnerName });
+    return {};
+  }
 
   async function endpointForRunning(vmName: string, signal: AbortSignal) {
     const vm = await driver.get({ name: vmName, signal });
