@@ -26,7 +26,7 @@ export function toFailure(err: unknown): unknown {
         : err.code === 'invalid'
           ? FailureType.InvalidInput
           : err.code === 'timeout'
-            ? FailureType.BootTimeout
+            ? 'EkidenDriverTimeout'
             : err.code === 'not-found'
               ? FailureType.VmLost
               : 'EkidenDriverFailed';
@@ -34,18 +34,27 @@ export function toFailure(err: unknown): unknown {
     return ApplicationFailure.create({
       message: err.message,
       type,
-      nonRetryable: type !== 'EkidenDriverFailed' && type !== FailureType.HostCapacity,
+      nonRetryable: type === FailureType.InvalidInput || type === FailureType.VmLost,
       nextRetryDelay: type === FailureType.HostCapacity ? '30s' : undefined,
       cause: err,
     });
   }
   if (err instanceof SshError) {
+    // A slow command is worth another try; a guest presenting the wrong host key is not.
     return ApplicationFailure.create({
       message: err.message,
-      type: err.code === 'timeout' ? FailureType.BootTimeout : `EkidenSsh_${err.code}`,
-      nonRetryable: err.code === 'timeout' || err.code === 'host-key-mismatch',
+      type: `EkidenSsh_${err.code}`,
+      nonRetryable: err.code === 'host-key-mismatch',
       cause: err,
     });
+  }
+  return err;
+}
+
+/** Boot deadlines passed: the VM never became reachable. Not retried on the same VM. */
+export function bootTimeout(vmName: string, err: unknown): unknown {
+  if ((err instanceof SshError || err instanceof DriverError) && err.code === 'timeout') {
+    return ApplicationFailure.create({ message: `VM ${vmName} did not answer SSH in time: ${err.message}`, type: FailureType.BootTimeout, nonRetryable: true, cause: err });
   }
   return err;
 }

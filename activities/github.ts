@@ -2,7 +2,7 @@
  * GitHub-side activities that any worker may run (task queue `ekiden`): they never depend on
  * the host that owned the VM, so a dead host never blocks deregistration.
  */
-import { log } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../core/failures.js';
 import type { RunnerRegistry } from '../github/runners.js';
@@ -20,6 +20,8 @@ export function createGitHubActivities(deps: GitHubActivityDeps) {
      * free once its VM is gone).
      */
     async removeRunner(args: { runnerId?: number; runnerName: string; allowBusy?: boolean }): Promise<'removed' | 'not-found' | 'busy'> {
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(), 1_000);
       return classified(async () => {
         let id = args.runnerId;
         if (id === undefined) {
@@ -33,7 +35,7 @@ export function createGitHubActivities(deps: GitHubActivityDeps) {
         }
         log.info('runner deregistered', { runner: args.runnerName, runnerId: id, result });
         return result;
-      });
+      }).finally(() => clearInterval(beat));
     },
   };
 }

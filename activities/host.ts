@@ -14,7 +14,7 @@ import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
 import { waitForSsh } from '../ssh/client.js';
 import { collectDiag, launchRunner as sshLaunchRunner, runnerStatus, stopRunner } from '../ssh/runner.js';
-import { classified } from './failures.js';
+import { bootTimeout, classified } from './failures.js';
 
 export interface HostActivityDeps {
   hostId: string;
@@ -134,7 +134,14 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     async cloneVm(args: { image: string; vmName: string; cpu?: number; memoryMb?: number }): Promise<void> {
       return classified(async () => {
-        await heartbeatEvery(beat, (signal) => driver.clone({ image: args.image, name: args.vmName, cpu: args.cpu, memoryMb: args.memoryMb, signal }));
+        await heartbeatEvery(beat, (signal) => driver.clone({ image: args.image, name: args.vmName, cpu: args.cpu, memoryMb: args.memoryMb, signal })).catch(
+          (err: unknown) => {
+            if (err instanceof DriverError && err.code === 'not-found') {
+              throw ApplicationFailure.nonRetryable(`image ${args.image} is not cached on host ${deps.hostId}: ${err.message}`, FailureType.ImageNotFound);
+            }
+            throw err;
+          },
+        );
         log.info('vm cloned', { host: deps.hostId, vm: args.vmName, image: args.image });
       });
     },
@@ -148,6 +155,8 @@ export function createHostActivities(deps: HostActivityDeps) {
           const endpoint = await driver.sshEndpoint({ name: args.vmName, timeoutMs: args.bootTimeoutMs, signal });
           const left = Math.max(1_000, args.bootTimeoutMs - (Date.now() - started));
           await waitForSsh({ endpoint, timeoutMs: left, signal });
+        }).catch((err: unknown) => {
+          throw bootTimeout(args.vmName, err);
         });
         const bootMs = Date.now() - started;
         log.info('vm booted', { host: deps.hostId, vm: args.vmName, bootMs });

@@ -122,6 +122,8 @@ function connect(endpoint: SshEndpoint, timeoutMs: number, signal?: AbortSignal)
     if (endpoint.password !== undefined) config.password = endpoint.password;
     try {
       client.connect(config);
+      // The handshake is many small round trips: Nagle + delayed ACKs would add ~40 ms to each.
+      client.setNoDelay(true);
     } catch (err) {
       // ssh2 throws synchronously on unusable config, e.g. an unparsable private key.
       finish(new SshError('auth', `ssh ${where(endpoint)}: ${(err as Error).message}`, { cause: err }));
@@ -154,7 +156,8 @@ export async function waitForSsh(args: {
       return { hostKeySha256 };
     } catch (err) {
       if (err instanceof SshError && (err.code === 'host-key-mismatch' || err.code === 'aborted')) throw err;
-      lastError = err;
+      // An attempt cut short by the deadline says less than the failure before it.
+      if (!(lastError && err instanceof SshError && err.code === 'timeout')) lastError = err;
     }
     const pause = Math.min(intervalMs, deadline - Date.now());
     if (pause > 0) {
@@ -201,9 +204,16 @@ export async function sshExecStream(
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const connectBudget = Math.min(DEFAULT_CONNECT_TIMEOUT_MS, timeoutMs ?? Infinity);
   const { client } = await connect(endpoint, connectBudget, signal);
+  let channel: ClientChannel | undefined;
+  let execPending = false;
+  let abandoned = false;
+  const hangUp = () => {
+    client.end();
+    // A peer that never answers our disconnect must not keep the socket open.
+    setTimeout(() => client.destroy(), 1000).unref();
+  };
   try {
     return await new Promise((resolve, reject) => {
-      let channel: ClientChannel | undefined;
       let settled = false;
       let exit: { exitCode: number | null; signal?: string } | undefined;
       const finish = (err: SshError | undefined) => {
@@ -212,12 +222,8 @@ export async function sshExecStream(
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (err) {
-          // Best effort: ask the server to kill the command before we hang up.
-          try {
-            channel?.signal('KILL');
-          } catch {
-            // channel already closed
-          }
+          abandoned = true;
+          killRemote(channel);
           reject(err);
         } else resolve(exit ?? { exitCode: null });
       };
@@ -240,7 +246,15 @@ export async function sshExecStream(
       );
       client.on('close', () => finish(new SshError('connect', `ssh ${where(endpoint)}: connection closed during command`)));
 
+      execPending = true;
       client.exec(command, env ? { env } : {}, (err, stream) => {
+        execPending = false;
+        if (abandoned) {
+          // We gave up while the exec request was in flight: kill what it started, then hang up.
+          if (!err) killRemote(stream);
+          hangUp();
+          return;
+        }
         if (err) {
           finish(new SshError('failed', `ssh ${where(endpoint)}: exec refused`, { cause: err }));
           return;
@@ -260,9 +274,34 @@ export async function sshExecStream(
       });
     });
   } finally {
-    client.end();
-    // A peer that never answers our disconnect must not keep the socket open.
-    setTimeout(() => client.destroy(), 1000).unref();
+    if (!execPending) hangUp();
+    else setTimeout(hangUp, 2_000).unref(); // the exec callback hangs up sooner
+  }
+}
+
+/**
+ * Best effort: ask the server to SIGKILL the command (a "signal" request; servers may ignore
+ * it). ssh2's public `signal()` refuses once our side sent EOF (always, here: stdin is ended at
+ * once), though the protocol allows requests after EOF; so the request goes out through
+ * ssh2's protocol object when it is there.
+ */
+function killRemote(channel: ClientChannel | undefined): void {
+  if (!channel) return;
+  const internals = channel as unknown as {
+    outgoing?: { id?: number; state?: string };
+    _client?: { _protocol?: { signal?: (id: number, name: string) => void } };
+  };
+  try {
+    const proto = internals._client?._protocol;
+    const id = internals.outgoing?.id;
+    const state = internals.outgoing?.state;
+    if ((state === 'open' || state === 'eof') && id !== undefined && typeof proto?.signal === 'function') {
+      proto.signal(id, 'KILL');
+    } else {
+      channel.signal('KILL');
+    }
+  } catch {
+    // channel already closed
   }
 }
 

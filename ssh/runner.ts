@@ -8,7 +8,9 @@
  *   ~/.ekiden/runner.exit  exit status of config.sh/run.sh (written when it ends)
  *   ~/.ekiden/runner.out   stdout+stderr of the runner
  * Secrets travel only inside the stdin script, exported as ACTIONS_RUNNER_INPUT_* variables:
- * never in the argv of ssh, bash, the wrapper, config.sh or run.sh.
+ * never in the argv of ssh, bash, the wrapper, config.sh or run.sh (they are in those
+ * processes' environments, readable by the same guest user only; the registration token is
+ * unset before run.sh, and the runner itself drops ACTIONS_RUNNER_INPUT_* when it starts).
  * Guest requirements: bash, coreutils, grep; `setsid` (util-linux) or perl for detaching;
  * `find` and `base64` for collectDiag. Works on Linux and macOS guests.
  */
@@ -38,13 +40,17 @@ export interface RunnerStatus {
   launched: boolean;
   running: boolean;
   pid?: number;
-  /** Exit status of config.sh (if it failed) or run.sh, once the runner ended by itself. */
+  /** Exit status of config.sh (if it failed) or run.sh once the runner ended; 143 after
+   * stopRunner's SIGTERM, absent when it was SIGKILLed. */
   exitCode?: number;
   /** The runner started a job: a `_diag/Worker_*.log` exists. */
   jobStarted: boolean;
   /** From the first `Job ID <id>` line of a Worker log: digits, or the GUID real runners log. */
   jobId?: string;
-  /** When the job started (epoch ms, guest clock, 1 s resolution): the Worker log's mtime... */
+  /**
+   * When the job started (epoch ms, guest clock, 1 s resolution): the Worker log's birth time,
+   * or its mtime where the guest's filesystem/stat cannot tell birth times.
+   */
   jobStartedAt?: number;
 }
 
@@ -56,7 +62,8 @@ export interface StopRunnerResult {
 
 interface Common {
   endpoint: SshEndpoint;
-  /** The runner's directory (holding run.sh): relative to the guest user's HOME, or absolute. */
+  /** The runner's directory (holding run.sh): relative to the guest user's HOME (a leading `~/`
+   * is allowed), or absolute. */
   runnerDir: string;
   signal?: AbortSignal;
   /** Deadline for the whole SSH round trip. */
@@ -72,10 +79,11 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const WRAPPER_MARK = 'ekiden-runner-wrapper';
 
 function prelude(runnerDir: string): string {
-  if (!runnerDir || runnerDir.includes('\0')) throw new SshError('failed', 'runnerDir must be a non-empty path');
+  const dir = runnerDir.replace(/^~\//, '');
+  if (!dir || dir.includes('\0')) throw new SshError('failed', `runnerDir "${runnerDir}" is not a usable path`);
   return `set -u
 S="$HOME/.ekiden"
-RD=${shellQuote(runnerDir)}
+RD=${shellQuote(dir)}
 case "$RD" in /*) ;; *) RD="$HOME/$RD" ;; esac
 # True while pid $1 is our runner wrapper (not a zombie, not a reused pid).
 alive() {

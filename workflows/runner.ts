@@ -68,6 +68,7 @@ function githubActivities(timing: RunnerTiming) {
     // The workflow's own queue: every worker serving Ekiden workflows also runs GitHub calls.
     taskQueue: workflowInfo().taskQueue,
     startToCloseTimeout: '1 minute',
+    heartbeatTimeout: ms(timing.heartbeatTimeoutMs),
     scheduleToCloseTimeout: ms(timing.deregisterTimeoutMs),
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute' },
   });
