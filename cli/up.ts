@@ -221,7 +221,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     }
 
     if (!emulator) throw new UsageError('--jobs needs the GitHub emulator; unset GITHUB_TOKEN');
-    const queued = [];
+    const queued: Array<{ id: number }> = [];
     for (let i = 1; i <= opts.jobs; i++) {
       queued.push(
         emulator.queueJob({

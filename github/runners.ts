@@ -98,10 +98,9 @@ export class RunnerRegistry {
   /** All runners in scope, following `Link` pagination. */
   async listRunners(): Promise<GitHubRunner[]> {
     try {
-      return (await this.octokit.paginate(`GET ${this.prefix}/actions/runners`, { per_page: 100 }, (res) => {
-        const data = res.data as unknown as { runners?: GitHubRunner[] } | GitHubRunner[];
-        return Array.isArray(data) ? data : (data.runners ?? []);
-      })) as GitHubRunner[];
+      // paginate follows `Link: rel="next"` and unwraps `{ total_count, runners }` pages.
+      const paginate = this.octokit.paginate as unknown as (route: string, params: object) => Promise<GitHubRunner[]>;
+      return await paginate(`GET ${this.prefix}/actions/runners`, { per_page: 100 });
     } catch (err) {
       throw classifyGitHubError(err, 'list runners');
     }

@@ -17,7 +17,7 @@ export function pauseAfterActivities(names: string[]): ActivityInboundCallsInter
       const result = await next(input);
       const type = ctx.info.activityType;
       if (wanted.has(type)) {
-        process.stderr.write(`${PAUSE_MARKER} ${type} ${ctx.info.workflowExecution.workflowId}\n`);
+        process.stderr.write(`${PAUSE_MARKER} ${type} ${ctx.info.workflowExecution?.workflowId}\n`);
         const current = Context.current();
         for (;;) {
           current.heartbeat();

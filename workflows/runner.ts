@@ -60,6 +60,8 @@ function hostActivities(host: string, timing: RunnerTiming) {
     // The await steps carry absolute deadlines, so a retry after a worker crash keeps them.
     await: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.idleTimeoutMs + timing.maxJobMs + 60_000) }),
     cleanup: proxyActivities<HostActivities>(quick),
+    // Logs are a courtesy: never let them hold up deleting the VM.
+    logs: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: '1 minute', retry: { ...base.retry, maximumAttempts: 2 } }),
   };
 }
 
@@ -91,6 +93,8 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
   const vmNames: string[] = [];
   let runnerId: number | undefined;
   let credentialRequested = false;
+  let launched = false;
+  const destroyed = new Set<string>();
   let jobId: string | undefined;
   let outcome: RunnerOutcome = 'failed';
   const status: RunnerStatus = { phase: RunnerPhase.Pulling, runnerName, host: spec.host, pool: spec.pool, since: Date.now() };
@@ -138,12 +142,13 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       } catch (err) {
         if (isCancellation(err) || attempt >= timing.bootAttempts) throw err;
         log.warn('boot failed; trying a fresh VM', { vm, attempt, type: failureType(err) });
-        await destroyVm(vm);
+        if (await destroyVm(vm)) destroyed.add(vm);
       }
     }
     const vm = status.vmName!;
 
     setPhase(RunnerPhase.Launching);
+    launched = true; // set before the call: a launch that times out may still have started it
     await host.launch.launchRunner({ vmName: vm, runnerName, runnerDir: spec.runnerDir });
 
     setPhase(RunnerPhase.Idle);
@@ -192,14 +197,14 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     };
     const hostSide = async () => {
       const last = vmNames[vmNames.length - 1];
-      if (last) {
+      if (last && launched) {
         try {
-          await host.cleanup.collectRunnerLogs({ vmName: last, runnerName, runnerDir: spec.runnerDir });
+          await host.logs.collectRunnerLogs({ vmName: last, runnerName, runnerDir: spec.runnerDir });
         } catch (err) {
           log.warn('could not collect runner logs', { vm: last, type: failureType(err) });
         }
       }
-      for (const vm of vmNames) {
+      for (const vm of vmNames.filter((v) => !destroyed.has(v))) {
         if (!(await destroyVm(vm))) leftovers.push(`vm ${vm} on ${spec.host}`);
       }
       if (credentialRequested) {

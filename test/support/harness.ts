@@ -3,8 +3,8 @@
  * image, and a host worker in this process, against the run's real Temporal server.
  */
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { NativeConnection, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,8 @@ import { installRuntime } from '../../workers/logging.js';
 
 export const REPO = 'acme/app';
 export const IMAGE = 'ekiden/runner-standin:test';
+/** The same image, but its guests never answer SSH (the fake driver's never-boot fault). */
+export const NEVER_BOOT_IMAGE = 'ekiden/never-boots:test';
 export const TOKEN = 'ghp_testtoken_ekiden_0123456789';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BUNDLE = join(ROOT, 'dist', 'workflow-bundle.js');
@@ -58,7 +60,11 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
   const { url } = await emulator.start();
   const imageDir = join(dir, 'image');
   await installStandinRunner({ dir: join(imageDir, 'actions-runner') });
-  const driver = new FakeDriver({ root: join(dir, 'vms'), images: { [IMAGE]: imageDir }, bootDelayMs: opts.bootDelayMs });
+  const brokenDir = join(dir, 'image-never-boots');
+  cpSync(imageDir, brokenDir, { recursive: true });
+  mkdirSync(join(brokenDir, '.fake', 'faults'), { recursive: true });
+  writeFileSync(join(brokenDir, '.fake', 'faults', 'never-boot'), '');
+  const driver = new FakeDriver({ root: join(dir, 'vms'), images: { [IMAGE]: imageDir, [NEVER_BOOT_IMAGE]: brokenDir }, bootDelayMs: opts.bootDelayMs });
   const address = inject('temporalAddress');
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });

@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunnerResult, RunnerSpec, RunnerTiming } from '../../core/runner-spec.js';
 import type { RunnerWorkflow } from '../../workflows/runner.js';
-import { createHarness, REPO, temporalSkipReason, type Harness } from '../support/harness.js';
+import { createHarness, NEVER_BOOT_IMAGE, REPO, temporalSkipReason, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
 
@@ -141,6 +141,20 @@ describe.skipIf(skip)('RunnerWorkflow on a real Temporal server', () => {
     await expect(handle.result()).rejects.toBeInstanceOf(WorkflowFailedError);
     const counts = await activityCounts(handle);
     expect(counts.obtainRunnerCredential).toBe(1);
+    await expectNothingLeft();
+  });
+
+  it('a VM that never boots hits the boot timeout, a fresh VM is tried, and both are cleaned up', async () => {
+    const handle = await start('neverboot', { image: NEVER_BOOT_IMAGE }, { bootTimeoutMs: 2_000, bootAttempts: 2 });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause;
+    expect(cause?.cause).toBeInstanceOf(ApplicationFailure);
+    expect((cause?.cause as ApplicationFailure).type).toBe('EkidenBootTimeout');
+    const counts = await activityCounts(handle);
+    expect(counts.cloneVm).toBe(2);
+    expect(counts.deleteVm).toBe(2);
+    expect(counts.collectRunnerLogs).toBeUndefined();
     await expectNothingLeft();
   });
 
