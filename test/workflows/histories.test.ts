@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunnerWorkflow } from '../../workflows/runner.js';
-import { BUNDLE, createHarness, REPO, ROOT, temporalSkipReason, workerLogLines, type Harness } from '../support/harness.js';
+import { BUNDLE, createHarness, REPO, ROOT, temporalSkipReason, waitUntil, workerLogLines, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'histories');
@@ -43,10 +43,10 @@ describe.skipIf(skip)('histories, secrets and replay', () => {
       handles.push({ name, handle });
       if (queueJob) {
         // Look at every process's argv while the runner is up and the job runs.
-        await expect.poll(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, { timeout: 60_000, interval: 100 }).toBe('idle');
+        await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'idle', 60_000, 'phase idle');
         argvSnapshots.push(...processArgvs());
         h.emulator.queueJob({ repo: REPO, labels: ['ekiden-test'], steps: [{ run: 'sleep 1' }] });
-        await expect.poll(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, { timeout: 60_000, interval: 100 }).toBe('busy');
+        await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'busy', 60_000, 'phase busy');
         argvSnapshots.push(...processArgvs());
       }
       await handle.result();
