@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseScope, parseWorkerConfig } from '../../config/schema.js';
+
+const valid = {
+  temporal: { address: '127.0.0.1:7233' },
+  host: { id: 'mac-mini-1', dataDir: '/var/lib/ekiden' },
+  driver: { kind: 'fake', root: '/var/lib/ekiden/vms', images: { 'ekiden/runner:1': '/images/runner' } },
+  github: { scope: 'org:acme', auth: { tokenEnv: 'GH_TOKEN' } },
+};
+const env = { GH_TOKEN: 'ghp_secret' };
+
+function without(path: string[]): unknown {
+  const copy = structuredClone(valid) as Record<string, Record<string, unknown>>;
+  delete copy[path[0]!]![path[1]!];
+  return copy;
+}
+
+describe('worker config', () => {
+  it('parses a valid config and reads the token from the named env var', () => {
+    const c = parseWorkerConfig(valid, env);
+    expect(c.github.auth).toEqual({ kind: 'token', token: 'ghp_secret' });
+    expect(c.github.scope).toEqual({ kind: 'org', org: 'acme' });
+    expect(c.temporal.taskQueue).toBe('ekiden');
+  });
+
+  it.each([
+    ['host.id', without(['host', 'id']), env, /^host\.id: .*give the host a short name/],
+    ['host.dataDir', without(['host', 'dataDir']), env, /^host\.dataDir: /],
+    ['host.id slug', { ...valid, host: { id: 'Mac Mini', dataDir: '/x' } }, env, /^host\.id: "Mac Mini" is not a valid name/],
+    ['driver.kind', { ...valid, driver: { ...valid.driver, kind: 'vmware' } }, env, /^driver\.kind: "vmware" is not supported/],
+    ['github.scope', { ...valid, github: { ...valid.github, scope: 'acme' } }, env, /^github\.scope: "acme" is not a scope; write repo:OWNER\/REPO/],
+    ['github.apiUrl', { ...valid, github: { ...valid.github, apiUrl: 'not a url' } }, env, /^github\.apiUrl: /],
+    ['token env empty', valid, {}, /^github\.auth\.tokenEnv: environment variable GH_TOKEN is empty/],
+    ['auth missing', { ...valid, github: { scope: 'org:acme', auth: {} } }, env, /^github\.auth: set tokenEnv/],
+    ['app key file', { ...valid, github: { scope: 'org:acme', auth: { appId: 1, installationId: 2, privateKeyFile: '/nonexistent.pem' } } }, env, /^github\.auth\.privateKeyFile: cannot read/],
+    ['testing hook', { ...valid, testing: { pauseAfter: [1] } }, env, /^testing\.pauseAfter: /],
+  ])('names the field and the fix: %s', (_name, raw, e, message) => {
+    expect(() => parseWorkerConfig(raw, e)).toThrow(ConfigError);
+    expect(() => parseWorkerConfig(raw, e)).toThrow(message);
+  });
+
+  it.each([
+    ['repo:acme/app', { kind: 'repo', owner: 'acme', repo: 'app' }],
+    ['org:acme', { kind: 'org', org: 'acme' }],
+    ['enterprise:big-co', { kind: 'enterprise', enterprise: 'big-co' }],
+  ])('parseScope(%s)', (value, scope) => {
+    expect(parseScope(value, 'f')).toEqual(scope);
+  });
+
+  it.each(['repo:acme', 'repo:a/b/c', 'team:x', ''])('parseScope rejects %j', (value) => {
+    expect(() => parseScope(value, 'f')).toThrow(ConfigError);
+  });
+});
