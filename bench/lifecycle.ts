@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   const driver = new FakeDriver({ root: join(dir, 'vms'), images: { [IMAGE]: imageDir } });
   await driver.pullImage({ image: IMAGE });
   const scope = { kind: 'repo' as const, owner: 'bench', repo: 'app' };
-  const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope }), scope);
+  const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope, writeSpacingMs: 0 }), scope);
   const labels = ['self-hosted', 'bench'];
 
   // Baseline: the driver's and the runner's own work, no orchestration.

@@ -11,12 +11,12 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
-import { SA_HOST, SA_POOL } from '../core/search-attributes.js';
+import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
 import type { RunnerSpec, RunnerTiming } from '../core/runner-spec.js';
 import { FakeDriver } from '../drivers/fake.js';
 import { GitHubEmulator } from '../emulator/github/server.js';
 import { installStandinRunner } from '../emulator/runner/install.js';
-import { createOctokit, scopeWebUrl, type GitHubAuth, type GitHubScope } from '../github/client.js';
+import { createOctokit, scopeWebUrl, type GitHubSettings } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
 import { defaultCacheDir, locateTemporalCli, startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { createHostWorker } from '../workers/host-worker.js';
@@ -46,7 +46,7 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-function githubFromEnv(env: Env): { apiUrl: string; auth: GitHubAuth; scope: GitHubScope } | undefined {
+function githubFromEnv(env: Env): GitHubSettings | undefined {
   if (!env.GITHUB_TOKEN) return undefined;
   if (!env.EKIDEN_GITHUB_SCOPE) throw new UsageError('GITHUB_TOKEN is set but EKIDEN_GITHUB_SCOPE is not; set it to repo:OWNER/REPO or org:ORG');
   return {
@@ -107,16 +107,28 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
         allowGoInstall: true,
         log: say,
       });
-      if (!cli) throw new Error('no Temporal CLI found: install it (`brew install temporal`, or Go ≥ 1.25 for a build) or set TEMPORAL_ADDRESS');
-      const server: DevServer = await startDevServer({
-        cliPath: cli,
-        dbFile: join(dataDir, 'temporal.db'),
-        logFile: join(dataDir, 'logs', 'temporal.log'),
-        namespace,
-      });
-      cleanups.push(() => server.stop());
-      address = server.address;
-      uiUrl = server.uiUrl;
+      if (cli) {
+        const server: DevServer = await startDevServer({
+          cliPath: cli,
+          dbFile: join(dataDir, 'temporal.db'),
+          logFile: join(dataDir, 'logs', 'temporal.log'),
+          namespace,
+        });
+        cleanups.push(() => server.stop());
+        address = server.address;
+        uiUrl = server.uiUrl;
+      } else {
+        // Last resort: the SDK downloads a dev server (needs the internet).
+        say('temporal: no Temporal CLI found; asking the Temporal SDK to download a dev server …');
+        const { TestWorkflowEnvironment } = await import('@temporalio/testing');
+        const env = await TestWorkflowEnvironment.createLocal({
+          server: { dbFilename: join(dataDir, 'temporal.db'), searchAttributes: SEARCH_ATTRIBUTE_KEYS, namespace },
+        }).catch((err: unknown) => {
+          throw new Error('no Temporal CLI found and the SDK could not download one: install it (`brew install temporal`, or Go ≥ 1.25 for a build) or set TEMPORAL_ADDRESS', { cause: err });
+        });
+        cleanups.push(() => env.teardown());
+        address = env.address;
+      }
       say(`temporal: dev server at ${address}, data in ${join(dataDir, 'temporal.db')}`);
     }
 
@@ -129,7 +141,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       const { url } = await emulator.start();
       cleanups.push(() => emulator!.stop());
       const [owner, repo] = DEMO_REPO.split('/') as [string, string];
-      github = { apiUrl: url, auth: { kind: 'token', token }, scope: { kind: 'repo', owner, repo } };
+      github = { apiUrl: url, auth: { kind: 'token', token }, scope: { kind: 'repo', owner, repo }, writeSpacingMs: 0 };
       say(`github: no GITHUB_TOKEN set, using the local GitHub emulator at ${url} (repo ${DEMO_REPO})`);
     }
 

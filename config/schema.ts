@@ -15,7 +15,7 @@ export interface WorkerConfig {
   temporal: { address: string; namespace: string; taskQueue: string };
   host: { id: string; dataDir: string; pollIntervalMs?: number; shutdownGraceMs?: number };
   driver: { kind: 'fake'; root: string; images: Record<string, string>; bootDelayMs?: number };
-  github: { apiUrl: string; scope: GitHubScope; auth: GitHubAuth };
+  github: { apiUrl: string; scope: GitHubScope; auth: GitHubAuth; writeSpacingMs?: number };
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
   testing?: { pauseAfter: string[] };
 }
@@ -115,5 +115,5 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
     if (!Array.isArray(p) || p.some((x) => typeof x !== 'string')) throw new ConfigError('testing.pauseAfter: must be a list of activity names');
     testing = { pauseAfter: p as string[] };
   }
-  return { temporal, host, driver, github: { apiUrl, scope, auth }, testing };
+  return { temporal, host, driver, github: { apiUrl, scope, auth, writeSpacingMs: optNum(g, 'writeSpacingMs', 'github') }, testing };
 }

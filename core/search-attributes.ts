@@ -10,10 +10,13 @@ export const SA_RUNNER = defineSearchAttributeKey('EkidenRunner', SearchAttribut
 export const SA_PHASE = defineSearchAttributeKey('EkidenPhase', SearchAttributeType.KEYWORD);
 export const SA_JOB = defineSearchAttributeKey('EkidenJob', SearchAttributeType.KEYWORD);
 
+export const SEARCH_ATTRIBUTE_KEYS = [SA_HOST, SA_POOL, SA_RUNNER, SA_PHASE, SA_JOB];
+
 /** Name → type, for registering them on a server (`--search-attribute Name=Keyword`). */
-export const SEARCH_ATTRIBUTES: ReadonlyArray<{ name: string; type: 'Keyword' }> = [
-  SA_HOST, SA_POOL, SA_RUNNER, SA_PHASE, SA_JOB,
-].map((k) => ({ name: k.name, type: 'Keyword' as const }));
+export const SEARCH_ATTRIBUTES: ReadonlyArray<{ name: string; type: 'Keyword' }> = SEARCH_ATTRIBUTE_KEYS.map((k) => ({
+  name: k.name,
+  type: 'Keyword' as const,
+}));
 
 /** Phases of a runner's life, in order; `phase` search attribute values. */
 export const RunnerPhase = {

@@ -7,6 +7,7 @@ import { Octokit } from '@octokit/rest';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { createAppAuth } from '@octokit/auth-app';
+import Bottleneck from 'bottleneck';
 import { RequestError } from '@octokit/request-error';
 import { FailureType } from '../core/failures.js';
 
@@ -26,6 +27,11 @@ export interface GitHubSettings {
   scope: GitHubScope;
   /** Rate-limit waits longer than this become a retryable error for the caller to back off. */
   maxInlineWaitSeconds?: number;
+  /**
+   * Spacing between write requests (POST/DELETE) in this process. GitHub asks for at least
+   * one second (the default); 0 is for the local emulator, which has no such rule.
+   */
+  writeSpacingMs?: number;
 }
 
 export interface GitHubRunner {
@@ -105,6 +111,10 @@ export function createOctokit(settings: GitHubSettings, log: Logger = () => {}):
       return retryCount < 2 && retryAfter <= maxWait;
     },
   };
+  const spacing = settings.writeSpacingMs ?? 1_000;
+  if (spacing !== 1_000) {
+    (throttle as Record<string, unknown>).write = new Bottleneck.Group({ id: `ekiden-write-${spacing}`, maxConcurrent: spacing > 0 ? 1 : null, minTime: spacing });
+  }
   const common = {
     baseUrl: settings.apiUrl.replace(/\/$/, ''),
     userAgent: 'ekiden',

@@ -129,7 +129,9 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const launch = async () => {
     if (opts.logFile) mkdirSync(join(opts.logFile, '..'), { recursive: true });
     const out = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
-    child = spawn(opts.cliPath, args, { stdio: ['ignore', out ? 'pipe' : 'ignore', out ? 'pipe' : 'ignore'] });
+    // Own process group: a terminal's Ctrl-C goes to the caller, which still needs the server
+    // while its runners clean up; the caller stops the server last.
+    child = spawn(opts.cliPath, args, { stdio: ['ignore', out ? 'pipe' : 'ignore', out ? 'pipe' : 'ignore'], detached: true });
     if (out) {
       child.stdout?.pipe(out);
       child.stderr?.pipe(out);

@@ -27,6 +27,9 @@ export function installRuntime(opts: { level?: LogLevel; sink?: LineSink; metric
   installed = true;
   const sink = opts.sink ?? ((line: string) => process.stderr.write(line + '\n'));
   Runtime.install({
+    // Ekiden's entry points handle signals themselves: `up` must keep its worker running
+    // while the pool cleans up after Ctrl-C.
+    shutdownSignals: [],
     logger: new DefaultLogger(opts.level ?? 'INFO', (entry) => sink(jsonLogLine(entry))),
     telemetryOptions: opts.metricsBindAddress ? { metrics: { prometheus: { bindAddress: opts.metricsBindAddress } } } : undefined,
   });

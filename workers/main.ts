@@ -26,7 +26,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   }
   installRuntime();
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const octokit = createOctokit({ apiUrl: config.github.apiUrl, auth: config.github.auth, scope: config.github.scope });
+  const octokit = createOctokit(config.github);
   const worker = await createHostWorker({
     connection,
     namespace: config.temporal.namespace,

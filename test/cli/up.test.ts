@@ -3,7 +3,7 @@
  * emulator, worker and pool), and Ctrl-C leaving nothing behind.
  */
 import { execa } from 'execa';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -21,7 +21,13 @@ function processesUnder(dir: string): string[] {
       if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue; // zombie: already dead
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
       const env = readFileSync(`/proc/${pid}/environ`, 'utf8');
-      if (cmd.includes(dir) || env.includes(dir)) found.push(`${pid} ${cmd}`);
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${pid}/cwd`);
+      } catch {
+        // no cwd to read
+      }
+      if (cmd.includes(dir) || env.includes(dir) || cwd.startsWith(dir)) found.push(`${pid} ${cmd}`);
     } catch {
       // gone meanwhile, or not ours to read
     }
@@ -67,15 +73,17 @@ describe.skipIf(skip)('ekiden up', () => {
     const deadline = Date.now() + 120_000;
     while (!out.includes('press Ctrl-C') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     // Let the pool boot its runners so there is something to clean up.
-    while (readdirSync(join(dataDir, 'vms', 'vms'), { withFileTypes: true }).length < 2 && Date.now() < deadline) {
+    const vms = () => (existsSync(join(dataDir, 'vms', 'vms')) ? readdirSync(join(dataDir, 'vms', 'vms')) : []);
+    while (vms().length < 2 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
     }
+    while (processesUnder(join(dataDir, 'vms')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     expect(processesUnder(join(dataDir, 'vms')).length).toBeGreaterThan(0);
     child.kill('SIGINT');
     const r = await child;
     expect(r.exitCode, out + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/stopped: every runner cleaned up/);
-    expect(readdirSync(join(dataDir, 'vms', 'vms'))).toEqual([]);
+    expect(vms()).toEqual([]);
     expect(processesUnder(dataDir)).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GitHubEmulator } from '../../emulator/github/server.js';
-import { connectRunner } from '../../emulator/github/testing.js';
+import { connectRunner, createJit } from '../../emulator/github/testing.js';
 import { classifyGitHubError, createOctokit, GitHubError, scopeWebUrl, type GitHubScope } from '../../github/client.js';
 import { RunnerRegistry } from '../../github/runners.js';
 
@@ -17,7 +17,7 @@ describe('RunnerRegistry against the GitHub emulator', () => {
   const keys = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
   let emu: GitHubEmulator;
   let url: string;
-  const registry = (scope: GitHubScope = repo) => new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope }), scope);
+  const registry = (scope: GitHubScope = repo) => new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope, writeSpacingMs: 0 }), scope);
 
   beforeAll(async () => {
     emu = new GitHubEmulator({
@@ -61,7 +61,7 @@ describe('RunnerRegistry against the GitHub emulator', () => {
 
   it('lists every runner across Link-paginated pages', async () => {
     const r = registry(org);
-    for (let i = 0; i < 230; i++) await r.createJitConfig({ name: `ekiden-p-${String(i).padStart(7, '0')}`, labels: ['p'], runnerGroupId: 1 });
+    for (let i = 0; i < 230; i++) await createJit(emu, TOKEN, '/orgs/acme', `ekiden-p-${String(i).padStart(7, '0')}`, ['p']);
     const all = await r.listRunners();
     expect(all.filter((x) => x.name.startsWith('ekiden-p-'))).toHaveLength(230);
     expect((await r.findRunnerByName('ekiden-p-0000229'))?.name).toBe('ekiden-p-0000229');

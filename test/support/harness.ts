@@ -71,7 +71,7 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
   const client = new Client({ connection });
   const hostId = `${name}-${Math.random().toString(36).slice(2, 8)}`;
   const scope = { kind: 'repo' as const, owner: 'acme', repo: 'app' };
-  const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope }), scope);
+  const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope, writeSpacingMs: 0 }), scope);
   let worker: HostWorker | undefined;
   let running: Promise<void> | undefined;
 
