@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailureType } from '../core/failures.js';
-import { DriverError, type VmDriver } from '../drivers/types.js';
+import { DriverError, type SshEndpoint, type VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
 import { waitForSsh } from '../ssh/client.js';
@@ -42,6 +42,8 @@ export interface AwaitJobStartResult {
 export interface AwaitRunnerExitResult {
   kind: 'exited' | 'job-timeout';
   exitCode?: number;
+  /** The guest's `_diag` logs were copied to the host. */
+  logsCollected: boolean;
 }
 
 function heartbeatEvery<T>(ms: number, fn: (signal: AbortSignal) => Promise<T>, details?: () => unknown): Promise<T> {
@@ -169,15 +171,15 @@ export function createHostActivities(deps: HostActivityDeps) {
       return classified(async () => {
         const signal = Context.current().cancellationSignal;
         const endpoint = await endpointFor(args.vmName, signal);
-        const status = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
-        if (status.launched) return { alreadyRunning: true };
         const credential = await deps.credentials.get(args.runnerName);
         if (!credential) {
+          // Gone after a launch whose result was lost? Then the runner is already there.
+          if ((await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal })).launched) return { alreadyRunning: true };
           throw ApplicationFailure.nonRetryable(`no credential kept on host ${deps.hostId} for runner ${args.runnerName}`, FailureType.CredentialLost);
         }
         const res = await sshLaunchRunner({ endpoint, runnerDir: args.runnerDir, credential, signal });
         log.info('runner launched', { host: deps.hostId, vm: args.vmName, runner: args.runnerName, pid: res.pid });
-        return { alreadyRunning: res.alreadyRunning };
+        return { alreadyRunning: res.alreadyRunning || res.alreadyLaunched };
       });
     },
 
@@ -198,16 +200,22 @@ export function createHostActivities(deps: HostActivityDeps) {
     },
 
     /** Wait until the runner process exits (its one job done) or the job deadline passes. */
-    async awaitRunnerExit(args: { vmName: string; runnerDir: string; jobDeadline: number }): Promise<AwaitRunnerExitResult> {
+    async awaitRunnerExit(args: { vmName: string; runnerName: string; runnerDir: string; jobDeadline: number }): Promise<AwaitRunnerExitResult> {
       return classified(() =>
         heartbeatEvery(beat, async (signal) => {
           for (;;) {
             const endpoint = await endpointForRunning(args.vmName, signal);
             const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
-            if (st.launched && !st.running) return { kind: 'exited', exitCode: st.exitCode };
-            if (Date.now() >= args.jobDeadline) {
-              await stopRunner({ endpoint, runnerDir: args.runnerDir, signal });
-              return { kind: 'job-timeout' };
+            const done = st.launched && !st.running;
+            const timedOut = !done && Date.now() >= args.jobDeadline;
+            if (timedOut) await stopRunner({ endpoint, runnerDir: args.runnerDir, signal });
+            if (done || timedOut) {
+              // The runner is finished: keep its logs now, while we hold the connection.
+              const logs = await saveDiag(endpoint, args.runnerName, args.runnerDir, signal).catch((err: unknown) => {
+                log.warn('could not collect runner logs', { vm: args.vmName, error: (err as Error).message });
+                return undefined;
+              });
+              return { kind: done ? 'exited' : 'job-timeout', exitCode: st.exitCode, logsCollected: logs !== undefined };
             }
             await sleep(Math.min(poll, Math.max(0, args.jobDeadline - Date.now())), signal);
           }
@@ -231,26 +239,28 @@ export function createHostActivities(deps: HostActivityDeps) {
         const signal = Context.current().cancellationSignal;
         const vm = await driver.get({ name: args.vmName, signal });
         if (vm?.state !== 'running') return { files: [] };
-        const dir = join(deps.logsDir, args.runnerName);
-        await mkdir(dir, { recursive: true });
-        const files = await collectDiag({ endpoint: await endpointFor(args.vmName, signal), runnerDir: args.runnerDir, destDir: dir, signal });
-        return { files, dir };
+        return saveDiag(await endpointFor(args.vmName, signal), args.runnerName, args.runnerDir, signal);
       });
     },
 
-    async stopVm(args: { vmName: string; timeoutMs?: number }): Promise<void> {
+    /** Stop (gracefully, then forced) and delete the VM with all its files. Missing VMs succeed. */
+    async destroyVm(args: { vmName: string; stopTimeoutMs?: number }): Promise<void> {
       return classified(async () => {
-        await heartbeatEvery(beat, (signal) => driver.stop({ name: args.vmName, timeoutMs: args.timeoutMs, signal }));
-      });
-    },
-
-    async deleteVm(args: { vmName: string }): Promise<void> {
-      return classified(async () => {
-        await heartbeatEvery(beat, (signal) => driver.delete({ name: args.vmName, signal }));
+        await heartbeatEvery(beat, async (signal) => {
+          await driver.stop({ name: args.vmName, timeoutMs: args.stopTimeoutMs, signal });
+          await driver.delete({ name: args.vmName, signal });
+        });
         log.info('vm deleted', { host: deps.hostId, vm: args.vmName });
       });
     },
   };
+
+  async function saveDiag(endpoint: SshEndpoint, runnerName: string, runnerDir: string, signal: AbortSignal) {
+    const dir = join(deps.logsDir, runnerName);
+    await mkdir(dir, { recursive: true });
+    const files = await collectDiag({ endpoint, runnerDir, destDir: dir, signal });
+    return { files, dir };
+  }
 
   async function obtainCredential(args: { runnerName: string; labels: string[]; runnerGroupId: number; mode: CredentialMode }) {
     const existing = await deps.credentials.get(args.runnerName);

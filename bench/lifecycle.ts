@@ -4,7 +4,7 @@
  * Baseline (same process, same driver, same image): clone → start → SSH ready → launch, and
  * after the runner exits: stop → delete, called directly. Ekiden: the same steps as a
  * RunnerWorkflow on a real Temporal dev server, timed from the history's event times
- * (workflow start → launchRunner completed; awaitRunnerExit completed → deleteVm completed).
+ * (workflow start → launchRunner completed; awaitRunnerExit completed → destroyVm completed).
  * Overhead = Ekiden − baseline, per lifecycle. Then 20 lifecycles in parallel on one worker.
  * Last line: JSON.
  */
@@ -20,7 +20,7 @@ import { installStandinRunner } from '../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
 import { waitForSsh } from '../ssh/client.js';
-import { launchRunner, runnerStatus } from '../ssh/runner.js';
+import { collectDiag, launchRunner, runnerStatus } from '../ssh/runner.js';
 import { defaultCacheDir, locateTemporalCli, startDevServer } from '../temporal/dev-server.js';
 import { createHostWorker } from '../workers/host-worker.js';
 import { installRuntime } from '../workers/logging.js';
@@ -63,8 +63,8 @@ async function main(): Promise<void> {
   const baseDown: number[] = [];
   for (let i = 0; i < N; i++) {
     const name = `ekiden-base-${String(i).padStart(7, '0')}-1`;
-    const jit = await registry.createJitConfig({ name: `ekiden-base-${String(i).padStart(7, '0')}`, labels, runnerGroupId: 1 });
     const t0 = performance.now();
+    const jit = await registry.createJitConfig({ name: `ekiden-base-${String(i).padStart(7, '0')}`, labels, runnerGroupId: 1 });
     await driver.clone({ image: IMAGE, name });
     await driver.start({ name });
     const endpoint = await driver.sshEndpoint({ name, timeoutMs: 30_000 });
@@ -78,6 +78,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 20));
     }
     const t1 = performance.now();
+    await collectDiag({ endpoint, runnerDir: 'actions-runner', destDir: join(dir, 'base-logs', name) });
     await driver.stop({ name });
     await driver.delete({ name });
     baseDown.push(performance.now() - t1);
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
     }
     return {
       up: completedAt.launchRunner! - ms(events[0]),
-      down: completedAt.deleteVm! - completedAt.awaitRunnerExit!,
+      down: completedAt.destroyVm! - completedAt.awaitRunnerExit!,
       events: events.length,
     };
   };

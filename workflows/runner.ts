@@ -94,6 +94,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
   let runnerId: number | undefined;
   let credentialRequested = false;
   let launched = false;
+  let logsCollected = false;
   const destroyed = new Set<string>();
   let jobId: string | undefined;
   let outcome: RunnerOutcome = 'failed';
@@ -117,16 +118,13 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
 
   let failure: unknown;
   try {
-    await host.pull.ensureImage({ image: spec.image, digest: spec.imageDigest });
-
-    setPhase(RunnerPhase.Credential);
+    // Image and credential do not depend on each other: fetch both at once.
     credentialRequested = true;
-    ({ runnerId } = await host.credential.obtainRunnerCredential({
-      runnerName,
-      labels: spec.labels,
-      runnerGroupId: spec.runnerGroupId,
-      mode: spec.credential,
-    }));
+    const [, credential] = await Promise.all([
+      host.pull.ensureImage({ image: spec.image, digest: spec.imageDigest }),
+      host.credential.obtainRunnerCredential({ runnerName, labels: spec.labels, runnerGroupId: spec.runnerGroupId, mode: spec.credential }),
+    ]);
+    runnerId = credential.runnerId;
     status.runnerId = runnerId;
 
     for (let attempt = 1; ; attempt++) {
@@ -171,10 +169,12 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       setPhase(RunnerPhase.Busy);
       const exit = await host.await.awaitRunnerExit({
         vmName: vm,
+        runnerName,
         runnerDir: spec.runnerDir,
         jobDeadline: (startedAt ?? Date.now()) + timing.maxJobMs,
       });
       outcome = exit.kind === 'exited' ? 'completed' : 'job-timeout';
+      logsCollected = exit.logsCollected;
     }
   } catch (err) {
     failure = err;
@@ -197,7 +197,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     };
     const hostSide = async () => {
       const last = vmNames[vmNames.length - 1];
-      if (last && launched) {
+      if (last && launched && !logsCollected) {
         try {
           await host.logs.collectRunnerLogs({ vmName: last, runnerName, runnerDir: spec.runnerDir });
         } catch (err) {
@@ -229,8 +229,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
 
   async function destroyVm(vm: string): Promise<boolean> {
     try {
-      await host.cleanup.stopVm({ vmName: vm });
-      await host.cleanup.deleteVm({ vmName: vm });
+      await host.cleanup.destroyVm({ vmName: vm });
       return true;
     } catch (err) {
       log.error('could not remove VM; reconciliation will', { vm, host: spec.host, type: failureType(err) });

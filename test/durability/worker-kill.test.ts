@@ -67,9 +67,8 @@ describe.skipIf(skip)('host worker killed with SIGKILL at each step', () => {
     { step: 'launchRunner', killWhen: 'paused' },
     { step: 'awaitJobStart', killWhen: 'idle' },
     { step: 'awaitRunnerExit', killWhen: 'busy' },
-    { step: 'collectRunnerLogs', killWhen: 'paused' },
-    { step: 'stopVm', killWhen: 'paused' },
-    { step: 'deleteVm', killWhen: 'paused' },
+    { step: 'awaitRunnerExit', killWhen: 'paused' },
+    { step: 'destroyVm', killWhen: 'paused' },
     { step: 'removeRunner', killWhen: 'paused' },
   ];
 
