@@ -156,7 +156,8 @@ export function createHostActivities(deps: HostActivityDeps) {
           await driver.start({ name: args.vmName, signal });
           const endpoint = await driver.sshEndpoint({ name: args.vmName, timeoutMs: args.bootTimeoutMs, signal });
           const left = Math.max(1_000, args.bootTimeoutMs - (Date.now() - started));
-          await waitForSsh({ endpoint, timeoutMs: left, signal });
+          // Connection attempts are cheap; polling often keeps boot → ready tight.
+          await waitForSsh({ endpoint, timeoutMs: left, signal, intervalMs: Math.min(poll, 250) });
         }).catch((err: unknown) => {
           throw bootTimeout(args.vmName, err);
         });

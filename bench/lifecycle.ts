@@ -58,32 +58,6 @@ async function main(): Promise<void> {
   const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope, writeSpacingMs: 0 }), scope);
   const labels = ['self-hosted', 'bench'];
 
-  // Baseline: the driver's and the runner's own work, no orchestration.
-  const baseUp: number[] = [];
-  const baseDown: number[] = [];
-  for (let i = 0; i < N; i++) {
-    const name = `ekiden-base-${String(i).padStart(7, '0')}-1`;
-    const t0 = performance.now();
-    const jit = await registry.createJitConfig({ name: `ekiden-base-${String(i).padStart(7, '0')}`, labels, runnerGroupId: 1 });
-    await driver.clone({ image: IMAGE, name });
-    await driver.start({ name });
-    const endpoint = await driver.sshEndpoint({ name, timeoutMs: 30_000 });
-    await waitForSsh({ endpoint, timeoutMs: 30_000, intervalMs: 20 });
-    await launchRunner({ endpoint, runnerDir: 'actions-runner', credential: { kind: 'jit', encodedJitConfig: jit.encodedJitConfig } });
-    baseUp.push(performance.now() - t0);
-    emulator.queueJob({ repo: REPO, labels, steps: [{ run: 'true' }] });
-    for (;;) {
-      const st = await runnerStatus({ endpoint, runnerDir: 'actions-runner' });
-      if (st.launched && !st.running) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const t1 = performance.now();
-    await collectDiag({ endpoint, runnerDir: 'actions-runner', destDir: join(dir, 'base-logs', name) });
-    await driver.stop({ name });
-    await driver.delete({ name });
-    baseDown.push(performance.now() - t1);
-  }
-
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
@@ -125,11 +99,42 @@ async function main(): Promise<void> {
     };
   };
 
+  // Baseline: the driver's and the runner's own work, no orchestration.
+  const baseUp: number[] = [];
+  const baseDown: number[] = [];
+  const baselineLifecycle = async (i: number) => {
+    const name = `ekiden-base-${String(i).padStart(7, '0')}-1`;
+    const t0 = performance.now();
+    const jit = await registry.createJitConfig({ name: `ekiden-base-${String(i).padStart(7, '0')}`, labels, runnerGroupId: 1 });
+    await driver.clone({ image: IMAGE, name });
+    await driver.start({ name });
+    const endpoint = await driver.sshEndpoint({ name, timeoutMs: 30_000 });
+    await waitForSsh({ endpoint, timeoutMs: 30_000, intervalMs: 20 });
+    await launchRunner({ endpoint, runnerDir: 'actions-runner', credential: { kind: 'jit', encodedJitConfig: jit.encodedJitConfig } });
+    baseUp.push(performance.now() - t0);
+    emulator.queueJob({ repo: REPO, labels, steps: [{ run: 'true' }] });
+    for (;;) {
+      const st = await runnerStatus({ endpoint, runnerDir: 'actions-runner' });
+      if (st.launched && !st.running) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const t1 = performance.now();
+    await collectDiag({ endpoint, runnerDir: 'actions-runner', destDir: join(dir, 'base-logs', name) });
+    await driver.stop({ name });
+    await driver.delete({ name });
+    baseDown.push(performance.now() - t1);
+  };
+
   await lifecycle(0, 'warmup');
   const ekUp: number[] = [];
   const ekDown: number[] = [];
   let events = 0;
+  await baselineLifecycle(N); // warm-up, not counted
+  baseUp.length = 0;
+  baseDown.length = 0;
+  // Interleaved, so both see the same machine state (caches, background load).
   for (let i = 0; i < N; i++) {
+    await baselineLifecycle(i);
     const r = await lifecycle(i, 'seq');
     ekUp.push(r.up);
     ekDown.push(r.down);
