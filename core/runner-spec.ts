@@ -76,4 +76,6 @@ export interface RunnerStatus {
   pool: string;
   /** Epoch ms of the last phase change. */
   since: number;
+  /** Cleanup steps that did not finish (set when the runner has ended). */
+  leftovers?: string[];
 }

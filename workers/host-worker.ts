@@ -28,6 +28,8 @@ export interface HostWorkerOptions {
   pollIntervalMs?: number;
   /** Serve workflows and GitHub activities too (default true). */
   serveShared?: boolean;
+  /** Serve this host's VM activities (default true; false for a workflow-only worker). */
+  serveHost?: boolean;
   /** Queue for workflows and GitHub activities (default `ekiden`). */
   sharedTaskQueue?: string;
   /** Extra activity interceptors (test hooks). */
@@ -50,7 +52,9 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     logsDir: join(opts.dataDir, 'runner-logs'),
     pollIntervalMs: opts.pollIntervalMs,
   });
-  const workers: Worker[] = [
+  const workers: Worker[] = [];
+  if (opts.serveHost ?? true) {
+    workers.push(
     await Worker.create({
       connection: opts.connection,
       namespace: opts.namespace,
@@ -60,7 +64,8 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
       shutdownGraceTime: grace,
       identity: `ekiden-host-${opts.hostId}@${process.pid}`,
     }),
-  ];
+    );
+  }
   if (opts.serveShared ?? true) {
     workers.push(
       await Worker.create({

@@ -12,6 +12,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  TimeoutFailure,
   defineQuery,
   defineSignal,
   isCancellation,
@@ -61,7 +62,12 @@ function hostActivities(host: string, timing: RunnerTiming) {
     await: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.idleTimeoutMs + timing.maxJobMs + 60_000) }),
     cleanup: proxyActivities<HostActivities>(quick),
     // Logs are a courtesy: never let them hold up deleting the VM.
-    logs: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: '1 minute', retry: { ...base.retry, maximumAttempts: 2 } }),
+    logs: proxyActivities<HostActivities>({
+      ...base,
+      startToCloseTimeout: '1 minute',
+      scheduleToCloseTimeout: ms(Math.min(timing.hostCleanupTimeoutMs, 2 * 60_000)),
+      retry: { ...base.retry, maximumAttempts: 2 },
+    }),
   };
 }
 
@@ -196,28 +202,39 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       }
     };
     const hostSide = async () => {
+      // Once a host step times out waiting for the host, the host is taken as gone: the rest
+      // is left for reconciliation instead of waiting out each step's timeout in turn.
+      let hostAnswers = true;
+      const onHost = async (what: string | undefined, step: () => Promise<unknown>): Promise<boolean> => {
+        if (!hostAnswers) {
+          if (what) leftovers.push(what);
+          return false;
+        }
+        try {
+          await step();
+          return true;
+        } catch (err) {
+          if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) hostAnswers = false;
+          if (what) leftovers.push(what);
+          log.warn('host cleanup step failed', { host: spec.host, step: what ?? 'collect logs', type: failureType(err) });
+          return false;
+        }
+      };
       const last = vmNames[vmNames.length - 1];
       if (last && launched && !logsCollected) {
-        try {
-          await host.logs.collectRunnerLogs({ vmName: last, runnerName, runnerDir: spec.runnerDir });
-        } catch (err) {
-          log.warn('could not collect runner logs', { vm: last, type: failureType(err) });
-        }
+        await onHost(undefined, () => host.logs.collectRunnerLogs({ vmName: last, runnerName, runnerDir: spec.runnerDir }));
       }
       for (const vm of vmNames.filter((v) => !destroyed.has(v))) {
-        if (!(await destroyVm(vm))) leftovers.push(`vm ${vm} on ${spec.host}`);
+        await onHost(`vm ${vm} on ${spec.host}`, () => host.cleanup.destroyVm({ vmName: vm }));
       }
       if (credentialRequested) {
-        try {
-          await host.cleanup.discardCredential({ runnerName });
-        } catch {
-          leftovers.push(`credential ${runnerName} on ${spec.host}`);
-        }
+        await onHost(`credential ${runnerName} on ${spec.host}`, () => host.cleanup.discardCredential({ runnerName }));
       }
     };
     await Promise.all([githubSide(), hostSide()]);
   });
 
+  status.leftovers = leftovers;
   const result: RunnerResult = { runnerName, runnerId, vmNames, jobId, outcome, leftovers };
   if (failure !== undefined) {
     setPhase(RunnerPhase.Failed);
@@ -232,7 +249,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       await host.cleanup.destroyVm({ vmName: vm });
       return true;
     } catch (err) {
-      log.error('could not remove VM; reconciliation will', { vm, host: spec.host, type: failureType(err) });
+      log.error('could not remove VM', { vm, host: spec.host, type: failureType(err) });
       return false;
     }
   }

@@ -48,7 +48,9 @@ export interface Harness {
   hostId: string;
   spec(overrides?: Partial<RunnerSpec>): RunnerSpec;
   timing(overrides?: Partial<RunnerTiming>): Partial<RunnerTiming>;
-  startWorker(opts?: { driver?: VmDriver; activityInbound?: ActivityInboundCallsInterceptorFactory[]; wrap?: (acts: Record<string, (...a: never[]) => Promise<unknown>>) => void }): Promise<HostWorker>;
+  startWorker(opts?: { driver?: VmDriver; activityInbound?: ActivityInboundCallsInterceptorFactory[]; serveHost?: boolean; serveShared?: boolean }): Promise<HostWorker>;
+  /** A worker of this harness's kind that the caller runs and stops itself. */
+  createWorker(opts: { serveHost: boolean; serveShared: boolean }): Promise<HostWorker>;
   stopWorker(): Promise<void>;
   close(): Promise<void>;
 }
@@ -95,6 +97,22 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
       ...o,
     }),
     timing: (o) => ({ heartbeatTimeoutMs: 3_000, idleTimeoutMs: 60_000, bootTimeoutMs: 20_000, hostCleanupTimeoutMs: 60_000, deregisterTimeoutMs: 60_000, ...o }),
+    async createWorker(o) {
+      return createHostWorker({
+        connection: nativeConnection,
+        namespace: 'default',
+        hostId,
+        driver,
+        github: registry,
+        githubRunnerUrl: scopeWebUrl(url, scope),
+        dataDir: join(dir, 'host'),
+        workflowBundlePath: BUNDLE,
+        pollIntervalMs: 200,
+        shutdownGraceMs: 2_000,
+        sharedTaskQueue: `ekiden-${hostId}`,
+        ...o,
+      });
+    },
     async startWorker(o = {}) {
       worker = await createHostWorker({
         connection: nativeConnection,
@@ -108,6 +126,8 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
         pollIntervalMs: 200,
         shutdownGraceMs: 2_000,
         activityInbound: o.activityInbound,
+        serveHost: o.serveHost,
+        serveShared: o.serveShared,
         // Shared queue per harness too, so test files never steal each other's tasks.
         sharedTaskQueue: `ekiden-${hostId}`,
       });
