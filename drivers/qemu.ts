@@ -90,6 +90,8 @@ interface VmRecord {
   mac: string;
   cpu: number;
   memoryMb: number;
+  /** The overlay is larger than the image's disk: the guest grows its filesystem at boot. */
+  growfs?: boolean;
   createdAt: string;
   // while running (or until the next start/stop notices it is gone)
   pid?: number;
@@ -288,10 +290,14 @@ export class QemuDriver implements VmDriver {
       try {
         await fs.mkdir(path.join(tmp, KEYS), { recursive: true, mode: 0o700 });
         const createArgs = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, path.join(tmp, 'disk.qcow2')];
+        let growfs = false;
         if (this.diskGb !== undefined) {
           const info = JSON.parse(await run(this.qemuImgBinary, ['info', '--output=json', '-U', base], args.signal)) as { 'virtual-size': number };
           const size = this.diskGb * 1024 ** 3;
-          if (size > info['virtual-size']) createArgs.push(String(size));
+          if (size > info['virtual-size']) {
+            createArgs.push(String(size));
+            growfs = true;
+          }
         }
         await run(this.qemuImgBinary, createArgs, args.signal);
         const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${args.name} host key` });
@@ -321,6 +327,7 @@ export class QemuDriver implements VmDriver {
           memoryMb: args.memoryMb ?? this.memoryMb,
           createdAt: new Date().toISOString(),
         };
+        if (growfs) rec.growfs = true;
         await fs.writeFile(path.join(tmp, 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`);
         args.signal?.throwIfAborted();
         await fs.rename(tmp, dir);
@@ -364,6 +371,7 @@ export class QemuDriver implements VmDriver {
     await fs.rm(qmpSocket, { force: true });
 
     let append = `${rec.append} systemd.machine_id=${rec.machineId}`;
+    if (rec.growfs) append += ' ekiden.growfs=1';
     // Under TCG the guest CPU does not speculate: its side-channel mitigations only cost time.
     if (accel === 'tcg') append += ' mitigations=off';
     if (this.extraAppend) append += ` ${this.extraAppend}`;
@@ -385,6 +393,7 @@ export class QemuDriver implements VmDriver {
       '-drive', `if=virtio,file=${optValue(path.join(dir, 'disk.qcow2'))},format=qcow2,cache=writeback,discard=unmap`,
       '-device', 'virtio-rng-pci',
       '-fw_cfg', `name=opt/ekiden/host_key,file=${optValue(path.join(dir, KEYS, HOST_KEY))}`,
+      '-fw_cfg', `name=opt/ekiden/host_key_pub,file=${optValue(path.join(dir, KEYS, `${HOST_KEY}.pub`))}`,
       '-fw_cfg', `name=opt/ekiden/authorized_keys,file=${optValue(path.join(dir, KEYS, `${CLIENT_KEY}.pub`))}`,
       '-fw_cfg', `name=opt/ekiden/hostname,file=${optValue(path.join(dir, 'hostname'))}`,
       '-qmp', `unix:${optValue(qmpSocket)},server=on,wait=off`,
@@ -418,6 +427,15 @@ export class QemuDriver implements VmDriver {
           throw new DriverError('failed', `VM ${name}: QEMU exited right after starting: ${await this.consoleTail(name)}`);
         }
         return;
+      }
+      // A QEMU that got as far as daemonizing before failing (or timing out) must not linger.
+      const stray = Number((await fs.readFile(pidFile, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(stray) && stray > 0 && (await this.alive({ ...rec, pid: stray }))) {
+        try {
+          process.kill(stray, 'SIGKILL');
+        } catch {
+          // gone already
+        }
       }
       const portRace = /host forwarding|hostfwd|Address already in use/i.test(res.error);
       if (!portRace || attempt >= attempts) throw new DriverError('failed', `VM ${name}: QEMU did not start: ${res.error}`);
@@ -622,12 +640,15 @@ export class QemuDriver implements VmDriver {
   }
 
   private async pickTap(template: string, name: string): Promise<string> {
-    if (!template.includes('%d')) return template;
     const used = new Set<string>();
     for (const vm of await this.list()) {
       if (vm.name === name || vm.state !== 'running') continue;
       const other = await this.readRecord(vm.name);
       if (other?.tapIfname) used.add(other.tapIfname);
+    }
+    if (!template.includes('%d')) {
+      if (used.has(template)) throw new DriverError('capacity', `tap interface ${template} is in use by another VM`);
+      return template;
     }
     for (let i = 0; i < 4096; i++) {
       const candidate = template.replace('%d', String(i));

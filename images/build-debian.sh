@@ -3,7 +3,7 @@
 #
 #   images/build-debian.sh [--out DIR] [--name ALIAS] [--mirror URL] [--size 8G]
 #                          [--runner-tarball actions-runner-linux-x64-*.tar.gz]
-#                          [--standin-dist DIR] [--force] [--print-dir]
+#                          [--standin-dist DIR] [--force] [--print-dir] [--prune]
 #
 # Output (outside the repo):
 #   ${XDG_CACHE_HOME:-~/.cache}/ekiden/images/debian-bookworm-<hash>/
@@ -15,6 +15,10 @@
 #
 # Runs as root (debootstrap, chroot, device nodes). Network: only the Debian mirror apt uses
 # on this host (read from /etc/apt/sources.list{,.d}), or --mirror / $EKIDEN_DEBIAN_MIRROR.
+#
+# --print-dir prints the image directory on stdout (everything else goes to stderr).
+# --prune removes other cached builds no alias points at (only when no VM still uses them:
+# a VM's disk is an overlay over its image's disk.qcow2) and unused base trees.
 #
 # The guest: minbase + openssh-server + linux-image-cloud-amd64 + systemd, DHCP on the NIC
 # (systemd-networkd), user `runner` (passwordless sudo) with ~/actions-runner. Nothing secret
@@ -33,8 +37,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STANDIN_DIST="$(cd "$HERE/.." && pwd)/dist"
 FORCE=0
 PRINT_DIR=0
+PRUNE=0
+# stdout is for --print-dir only.
+exec 3>&1 1>&2
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,6 +53,7 @@ while [ $# -gt 0 ]; do
     --standin-dist) STANDIN_DIST="$2"; shift 2 ;;
     --force) FORCE=1; shift ;;
     --print-dir) PRINT_DIR=1; shift ;;
+    --prune) PRUNE=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "build-debian.sh: unknown argument $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -63,7 +71,7 @@ esac
 
 PACKAGES=(
   openssh-server linux-image-cloud-amd64 systemd-sysv systemd-resolved udev dbus kmod
-  iproute2 ca-certificates nodejs procps util-linux curl sudo e2fsprogs
+  iproute2 ca-certificates nodejs procps util-linux curl sudo e2fsprogs busybox-static
 )
 if [ -n "$RUNNER_TARBALL" ]; then
   [ -f "$RUNNER_TARBALL" ] || die "runner tarball $RUNNER_TARBALL not found"
@@ -98,6 +106,7 @@ SCRIPT_HASH="$(sha256sum "$0" | cut -d' ' -f1)"
 BASE_HASH="$(printf '%s\n' "$SUITE" "$ARCH" "minbase" "${PACKAGES[@]}" | sha256sum | cut -c1-16)"
 HASH="$(printf '%s\n' "$SCRIPT_HASH" "$BASE_HASH" "$PAYLOAD_KIND" "$PAYLOAD_HASH" "$SIZE" | sha256sum | cut -c1-16)"
 NAME="debian-$SUITE-$HASH"
+BASE_TAR="$OUT/.base/debian-$SUITE-$BASE_HASH.tar"
 DEST="$OUT/$NAME"
 
 link_alias() {
@@ -105,9 +114,27 @@ link_alias() {
   mv -Tf "$OUT/.alias-$ALIAS.$$" "$OUT/$ALIAS"
 }
 
+prune() {
+  local d keep target
+  for d in "$OUT"/debian-*; do
+    if [ ! -d "$d" ] || [ -L "$d" ]; then continue; fi
+    keep=0
+    for target in "$OUT"/*; do
+      [ -L "$target" ] && [ "$(readlink "$target")" = "$(basename "$d")" ] && keep=1
+    done
+    [ "$keep" = 1 ] && continue
+    log "prune: removing $d"
+    rm -rf "$d"
+  done
+  for d in "$OUT"/.base/*.tar; do
+    [ -f "$d" ] && [ "$d" != "$BASE_TAR" ] && { log "prune: removing $d"; rm -f "$d"; }
+  done
+}
+
 finish() {
   link_alias
-  if [ "$PRINT_DIR" = 1 ]; then echo "$DEST"; fi
+  [ "$PRUNE" = 1 ] && prune
+  if [ "$PRINT_DIR" = 1 ]; then echo "$DEST" >&3; fi
 }
 
 if [ "$FORCE" = 0 ] && [ -f "$DEST/manifest.json" ]; then
@@ -142,7 +169,8 @@ fi
 [ -n "$MIRROR" ] || die "no Debian mirror for $SUITE found in /etc/apt; pass --mirror URL"
 
 mkdir -p "$OUT"
-exec 9>"$OUT/.build-$HASH.lock"
+mkdir -p "$OUT/.locks"
+exec 9>"$OUT/.locks/$HASH"
 flock 9
 if [ "$FORCE" = 0 ] && [ -f "$DEST/manifest.json" ]; then
   log "image $NAME was built by a concurrent builder"
@@ -155,7 +183,7 @@ WORK="$(mktemp -d "$OUT/.work-$HASH.XXXXXX")"
 TREE="$WORK/tree"
 MOUNTS=()
 cleanup() {
-  local m
+  local i
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -163,7 +191,6 @@ trap cleanup EXIT
 
 # ---------------------------------------------------------------- base tree (cached)
 
-BASE_TAR="$OUT/.base/debian-$SUITE-$BASE_HASH.tar"
 mkdir -p "$OUT/.base" "$TREE"
 if [ -f "$BASE_TAR" ]; then
   log "base tree: reusing $BASE_TAR"
@@ -198,6 +225,7 @@ cat >"$TREE/etc/fstab" <<'EOF'
 # Root comes from the kernel command line (root=/dev/vda rw); no fsck of a throwaway disk.
 /dev/vda	/	ext4	rw,noatime,errors=remount-ro	0	0
 EOF
+echo 'LANG=C.UTF-8' >"$TREE/etc/default/locale"
 # A fresh machine id per VM: the driver passes systemd.machine_id= on the kernel command line.
 : >"$TREE/etc/machine-id"
 rm -f "$TREE/var/lib/dbus/machine-id"
@@ -207,7 +235,7 @@ ln -sf /etc/machine-id "$TREE/var/lib/dbus/machine-id"
 mkdir -p "$TREE/etc/systemd/network"
 cat >"$TREE/etc/systemd/network/20-ekiden.network" <<'EOF'
 [Match]
-Name=en* eth*
+Type=ether
 
 [Network]
 DHCP=ipv4
@@ -220,10 +248,10 @@ EOF
 in_tree systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$TREE/etc/resolv.conf"
 # systemd-resolved orders itself before sysinit.target, i.e. before everything, sshd included;
-# nothing needs DNS that early here, so start it alongside the rest (a copy of the unit
-# without that ordering: dependencies cannot be removed by a drop-in).
+# nothing needs DNS that early here, so start it once sshd runs (a copy of the unit without
+# that ordering: dependencies cannot be removed by a drop-in).
 sed -e 's/^Before=sysinit.target /Before=/' -e 's/^\(Before=.*\) sysinit.target/\1/' \
-  -e 's/^After=\(.*\)/After=\1 sysinit.target/' \
+  -e 's/^After=\(.*\)/After=\1 sysinit.target ssh.service/' \
   "$TREE/lib/systemd/system/systemd-resolved.service" >"$TREE/etc/systemd/system/systemd-resolved.service"
 grep -q '^Before=.*sysinit.target' "$TREE/etc/systemd/system/systemd-resolved.service" && die "could not reorder systemd-resolved"
 # Nothing in the guest waits for "network online"; do not let anything pull in the wait.
@@ -231,9 +259,13 @@ in_tree systemctl disable systemd-networkd-wait-online.service >/dev/null 2>&1 |
 # No background work in a VM that lives for one job; no mounts or modules it does not use.
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
   getty@tty1.service dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
-  modprobe@drm.service modprobe@efi_pstore.service modprobe@fuse.service systemd-pstore.service; do
+  modprobe@drm.service modprobe@efi_pstore.service modprobe@fuse.service modprobe@loop.service \
+  modprobe@dm_mod.service modprobe@configfs.service sys-kernel-config.mount systemd-pstore.service; do
   in_tree systemctl mask "$unit" >/dev/null 2>&1 || true
 done
+# Logins are allowed as soon as sshd runs: no /run/nologin while booting (pam_nologin would
+# refuse `runner` until systemd-user-sessions, which waits for network.target).
+ln -sf /dev/null "$TREE/etc/tmpfiles.d/systemd-nologin.conf"
 # The journal stays in memory (the VM's disk is thrown away; the serial console is on the host).
 mkdir -p "$TREE/etc/systemd/journald.conf.d"
 cat >"$TREE/etc/systemd/journald.conf.d/ekiden.conf" <<'EOF'
@@ -267,43 +299,46 @@ EOF
 cat >"$TREE/usr/local/sbin/ekiden-guest-init" <<'EOF'
 #!/bin/sh
 # Per-VM configuration written by Ekiden's QEMU driver and passed as QEMU fw_cfg files
-# (-fw_cfg name=opt/ekiden/<item>,file=…): the SSH host key, the runner's authorized key and
-# the hostname. Runs at every boot, before sshd; fails (and so sshd fails) without them.
+# (-fw_cfg name=opt/ekiden/<item>,file=…): the SSH host key pair, the runner's authorized key
+# and the hostname. Runs at every boot, before sshd; fails (and so sshd fails) without them.
+# Shell builtins only: every exec costs under TCG. (qemu_fw_cfg is loaded by the initramfs.)
 set -eu
-modprobe qemu_fw_cfg 2>/dev/null || true
 d=/sys/firmware/qemu_fw_cfg/by_name/opt/ekiden
-i=0
-until [ -r "$d/host_key/raw" ] && [ -r "$d/authorized_keys/raw" ]; do
-  i=$((i + 1))
-  if [ "$i" -ge 100 ]; then
-    echo "ekiden-guest-init: no per-VM configuration in $d" >&2
-    exit 1
-  fi
-  sleep 0.1
+[ -d /sys/firmware/qemu_fw_cfg ] || modprobe qemu_fw_cfg 2>/dev/null || true
+put() { # put SRC DST: copies a text file with builtins (an existing DST keeps owner and mode)
+  while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done <"$1" >"$2"
+  [ -s "$2" ] || { echo "ekiden-guest-init: $1 is empty" >&2; exit 1; }
+}
+for item in host_key host_key_pub authorized_keys; do
+  [ -r "$d/$item/raw" ] || { echo "ekiden-guest-init: no $d/$item (not started by Ekiden's QEMU driver?)" >&2; exit 1; }
 done
 umask 077
-install -m 600 -o root -g root "$d/host_key/raw" /etc/ssh/ssh_host_ed25519_key.new
-mv -f /etc/ssh/ssh_host_ed25519_key.new /etc/ssh/ssh_host_ed25519_key
-ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key >/etc/ssh/ssh_host_ed25519_key.pub
-chmod 644 /etc/ssh/ssh_host_ed25519_key.pub
-install -d -m 700 -o runner -g runner /home/runner/.ssh
-install -m 600 -o runner -g runner "$d/authorized_keys/raw" /home/runner/.ssh/authorized_keys
+put "$d/host_key/raw" /etc/ssh/ssh_host_ed25519_key
+umask 022
+put "$d/host_key_pub/raw" /etc/ssh/ssh_host_ed25519_key.pub
+# authorized_keys exists in the image (owner runner, mode 0600).
+put "$d/authorized_keys/raw" /home/runner/.ssh/authorized_keys
 if [ -r "$d/hostname/raw" ]; then
-  h=$(tr -cd 'a-z0-9.-' <"$d/hostname/raw" | cut -c1-63)
-  if [ -n "$h" ]; then
-    printf '%s\n' "$h" >/etc/hostname
-    printf '%s' "$h" >/proc/sys/kernel/hostname
-    printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$h" >/etc/hosts
-  fi
+  IFS= read -r h <"$d/hostname/raw" || true
+  case "$h" in
+    '' | *[!a-z0-9.-]*) echo "ekiden-guest-init: ignoring hostname '$h'" >&2 ;;
+    *)
+      printf '%s\n' "$h" >/etc/hostname
+      printf '%s' "$h" >/proc/sys/kernel/hostname
+      printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$h" >/etc/hosts
+      ;;
+  esac
 fi
 EOF
 chmod 0755 "$TREE/usr/local/sbin/ekiden-guest-init"
+install -d -m 0700 "$TREE/home/runner/.ssh"
+install -m 0600 /dev/null "$TREE/home/runner/.ssh/authorized_keys"
 cat >"$TREE/etc/systemd/system/ekiden-guest-init.service" <<'EOF'
 [Unit]
 Description=Ekiden per-VM configuration (SSH host key, authorized key, hostname) from fw_cfg
 DefaultDependencies=no
-After=local-fs.target systemd-remount-fs.service systemd-modules-load.service
-Before=ssh.service systemd-networkd.service sysinit.target shutdown.target
+After=local-fs.target systemd-remount-fs.service
+Before=ssh.service systemd-networkd.service shutdown.target
 Conflicts=shutdown.target
 
 [Service]
@@ -313,13 +348,14 @@ ExecStart=/usr/local/sbin/ekiden-guest-init
 StandardOutput=journal+console
 
 [Install]
-WantedBy=sysinit.target
+WantedBy=multi-user.target
 RequiredBy=ssh.service
 EOF
 cat >"$TREE/etc/systemd/system/ekiden-growfs.service" <<'EOF'
 [Unit]
 Description=Grow the root filesystem to the size of the VM's disk
-After=local-fs.target
+ConditionKernelCommandLine=ekiden.growfs=1
+After=local-fs.target ssh.service
 
 [Service]
 Type=oneshot
@@ -359,7 +395,9 @@ EOF
 in_tree systemctl enable ekiden-guest-init.service ekiden-growfs.service ekiden-report-ip.service ssh.service >/dev/null 2>&1
 # sshd listens on the wildcard address: it need not wait for network.target (and with it for
 # networkd and resolved). A copy of the unit without that ordering, plus the per-VM keys.
-sed -e '/^After=/s/network\.target *//' "$TREE/lib/systemd/system/ssh.service" >"$TREE/etc/systemd/system/ssh.service"
+# Its config test (ExecStartPre=sshd -t) goes too: one sshd run less per boot.
+sed -e '/^After=/s/network\.target *//' -e '/^ExecStartPre=\/usr\/sbin\/sshd -t/d' \
+  "$TREE/lib/systemd/system/ssh.service" >"$TREE/etc/systemd/system/ssh.service"
 mkdir -p "$TREE/etc/systemd/system/ssh.service.d"
 cat >"$TREE/etc/systemd/system/ssh.service.d/ekiden.conf" <<'EOF'
 [Unit]
@@ -410,16 +448,105 @@ EOF
 fi
 in_tree chown -R runner:runner /home/runner
 
+# /etc and /var are up to date with /usr: no first-boot ldconfig, sysusers, catalog or hwdb
+# rebuild in every clone (ConditionNeedsUpdate). Last step that touches /usr.
+for d in etc var; do
+  printf '# This file was created by systemd-update-done. Its only\n# purpose is to hold a timestamp of the time this directory\n# was updated. See man:systemd-update-done.service(8).\nTIMESTAMP_NSEC=%s\n' \
+    "$(stat -c %.9Y "$TREE/usr" | tr -d .)" >"$TREE/$d/.updated"
+  touch -r "$TREE/usr" "$TREE/$d/.updated"
+done
+
 # ---------------------------------------------------------------- kernel, initrd, disk
 
-KVER="$(basename "$(ls -1 "$TREE"/boot/vmlinuz-* | sort -V | tail -n 1)")"
+KVER="$(find "$TREE/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)"
 KVER="${KVER#vmlinuz-}"
-[ -f "$TREE/boot/initrd.img-$KVER" ] || in_tree update-initramfs -c -k "$KVER" >/dev/null
+[ -n "$KVER" ] || die "no kernel in $TREE/boot"
 STAGE="$WORK/out"
 mkdir -p "$STAGE"
 install -m 0644 "$TREE/boot/vmlinuz-$KVER" "$STAGE/vmlinuz"
-install -m 0644 "$TREE/boot/initrd.img-$KVER" "$STAGE/initrd.img"
 NODE_VERSION="$(in_tree node --version 2>/dev/null || echo unknown)"
+
+# Ekiden's own initramfs instead of Debian's (which starts udev and probes everything; seconds
+# under TCG): busybox, the virtio PCI and block drivers and qemu_fw_cfg, and an /init that
+# mounts root= and switches to its init. Built inside the tree (busybox cpio), then gzipped.
+log "initramfs: busybox + virtio drivers for $KVER"
+MODDIR="$TREE/lib/modules/$KVER"
+INITRD_MODULES=()
+add_module_path() { # PATH relative to MODDIR, after its dependencies
+  local p="$1" line dep
+  case " ${INITRD_MODULES[*]-} " in *" $p "*) return 0 ;; esac
+  line="$(grep -m1 "^$p:" "$MODDIR/modules.dep")" || die "$p not in modules.dep"
+  for dep in ${line#*:}; do add_module_path "$dep"; done
+  INITRD_MODULES+=("$p")
+}
+for name in virtio_pci virtio_blk qemu_fw_cfg; do
+  line="$(grep -m1 -E "(^|/)$name\.ko(\.[a-z]+)?:" "$MODDIR/modules.dep" || true)"
+  if [ -z "$line" ]; then
+    grep -qE "(^|/)$name\.ko" "$MODDIR/modules.builtin" || die "kernel $KVER has no $name"
+    continue
+  fi
+  add_module_path "${line%%:*}"
+done
+IRD="$TREE/tmp/ekiden-initramfs"
+rm -rf "$IRD"
+mkdir -p "$IRD"/{bin,dev,proc,sys,root,lib/modules}
+install -m 0755 "$TREE/bin/busybox" "$IRD/bin/busybox"
+mknod -m 600 "$IRD/dev/console" c 5 1
+: >"$IRD/modules"
+for p in "${INITRD_MODULES[@]}"; do
+  case "$p" in *.ko) ;; *) die "compressed module $p: the initramfs loads plain .ko files only" ;; esac
+  install -m 0644 "$MODDIR/$p" "$IRD/lib/modules/$(basename "$p")"
+  basename "$p" >>"$IRD/modules"
+done
+cat >"$IRD/init" <<'EOF'
+#!/bin/busybox sh
+# Ekiden initramfs: load the virtio drivers, mount root=, switch to its init.
+bb=/bin/busybox
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+fail() {
+  echo "ekiden-initramfs: $*; powering off"
+  $bb sleep 1
+  $bb poweroff -f
+}
+while read -r m; do $bb insmod "/lib/modules/$m" || fail "insmod $m failed"; done </modules
+root=/dev/vda init=/sbin/init mode=rw fstype=ext4 flags=
+for arg in $($bb cat /proc/cmdline); do
+  case "$arg" in
+    root=*) root=${arg#root=} ;;
+    init=*) init=${arg#init=} ;;
+    rootfstype=*) fstype=${arg#rootfstype=} ;;
+    rootflags=*) flags=,${arg#rootflags=} ;;
+    ro) mode=ro ;;
+    rw) mode=rw ;;
+  esac
+done
+i=0
+while :; do
+  case "$root" in
+    LABEL=* | UUID=*) dev=$($bb findfs "$root" 2>/dev/null) || dev= ;;
+    *) dev=$root ;;
+  esac
+  [ -n "$dev" ] && [ -b "$dev" ] && break
+  i=$((i + 1))
+  [ "$i" -ge 600 ] && fail "root device $root did not appear within 30 s"
+  $bb usleep 50000
+done
+$bb mount -t "$fstype" -o "$mode$flags" "$dev" /root || fail "cannot mount $dev on /root"
+[ -x "/root$init" ] || [ -L "/root$init" ] || fail "no $init on $dev"
+$bb umount /sys
+$bb umount /proc
+$bb mount --move /dev /root/dev
+exec $bb switch_root /root "$init"
+EOF
+chmod 0755 "$IRD/init"
+in_tree sh -c 'cd /tmp/ekiden-initramfs && find . -mindepth 1 | LC_ALL=C sort | /bin/busybox cpio -o -H newc 2>/dev/null' \
+  | gzip -9n >"$STAGE/initrd.img"
+chmod 0644 "$STAGE/initrd.img"
+[ "$(stat -c %s "$STAGE/initrd.img")" -gt 100000 ] || die "initramfs came out empty (busybox cpio -o?)"
+rm -rf "$IRD"
 
 for m in "${MOUNTS[@]}"; do umount "$m"; done
 MOUNTS=()
@@ -446,6 +573,7 @@ cat >"$STAGE/manifest.json" <<EOF
   "digest": $(json_str "$DIGEST"),
   "kernel": "vmlinuz",
   "initrd": "initrd.img",
+  "initrdModules": [$(printf '"%s",' "${INITRD_MODULES[@]}" | sed 's/,$//')],
   "disk": "disk.qcow2",
   "append": "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.firstboot=off",
   "username": "runner",
