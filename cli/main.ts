@@ -7,7 +7,7 @@ import { runWorkerFromConfig } from '../workers/main.js';
 import { up, type UpOptions } from './up.js';
 
 const USAGE = `usage:
-  ekiden up [--driver fake] [--jobs N] [--data-dir DIR] [--pool-size N] [--labels a,b]
+  ekiden up [--driver qemu|tart|fake] [--jobs N] [--data-dir DIR] [--pool-size N] [--labels a,b]
   ekiden worker --config FILE`;
 
 export class UsageError extends Error {
@@ -27,7 +27,7 @@ export function parseUpArgs(argv: string[]): UpOptions {
     strict: true,
     allowPositionals: false,
     options: {
-      driver: { type: 'string', default: 'fake' },
+      driver: { type: 'string', default: process.platform === 'darwin' ? 'tart' : 'qemu' },
       jobs: { type: 'string' },
       'data-dir': { type: 'string', default: '.ekiden' },
       'pool-size': { type: 'string' },
@@ -40,7 +40,6 @@ export function parseUpArgs(argv: string[]): UpOptions {
   if (driver !== 'fake' && driver !== 'qemu' && driver !== 'tart') {
     throw new UsageError(`--driver: "${driver}" is not one of fake, qemu, tart`);
   }
-  if (driver !== 'fake') throw new UsageError(`--driver ${driver}: not available in this build yet; use --driver fake`);
   const labels = values.labels!.split(',').map((l) => l.trim()).filter(Boolean);
   if (labels.length === 0) throw new UsageError('--labels: give at least one label');
   return {

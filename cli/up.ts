@@ -13,7 +13,9 @@ import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
 import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
 import type { RunnerSpec, RunnerTiming } from '../core/runner-spec.js';
-import { FakeDriver } from '../drivers/fake.js';
+import { createDriver } from '../drivers/index.js';
+import { buildQemuImage, DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, loadQemuImage } from '../drivers/qemu-image.js';
+import type { VmDriver } from '../drivers/types.js';
 import { GitHubEmulator } from '../emulator/github/server.js';
 import { installStandinRunner } from '../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl, type GitHubSettings } from '../github/client.js';
@@ -38,7 +40,7 @@ export interface UpOptions {
 
 const DEMO_REPO = 'ekiden/demo';
 const POOL = 'demo';
-const IMAGE = 'ekiden/runner-standin:latest';
+const FAKE_IMAGE = 'ekiden/runner-standin:latest';
 
 type Env = Record<string, string | undefined>;
 
@@ -54,6 +56,26 @@ function githubFromEnv(env: Env): GitHubSettings | undefined {
     auth: { kind: 'token', token: env.GITHUB_TOKEN },
     scope: parseScope(env.EKIDEN_GITHUB_SCOPE, 'EKIDEN_GITHUB_SCOPE'),
   };
+}
+
+async function prepareDriver(kind: UpOptions['driver'], dataDir: string, env: Env): Promise<{ driver: VmDriver; image: string }> {
+  if (kind === 'fake') {
+    // Each "VM" is a local process with a real SSH server and the runner stand-in.
+    const imageDir = join(dataDir, 'image-src', 'runner-standin');
+    await installStandinRunner({ dir: join(imageDir, 'actions-runner') });
+    return { driver: createDriver({ kind: 'fake', root: join(dataDir, 'vms'), images: { [FAKE_IMAGE]: imageDir } }), image: FAKE_IMAGE };
+  }
+  if (kind === 'qemu') {
+    const imagesDir = env.EKIDEN_QEMU_IMAGES_DIR ?? defaultQemuImagesDir(env as NodeJS.ProcessEnv);
+    if (!(await loadQemuImage(imagesDir, DEFAULT_QEMU_IMAGE))) {
+      say(`image: building the Debian guest image into ${imagesDir} (first use only, a few minutes; progress below) …`);
+      const started = Date.now();
+      await buildQemuImage({ imagesDir });
+      say(`image: built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    }
+    return { driver: createDriver({ kind: 'qemu', root: join(dataDir, 'vms'), imagesDir, maxRunning: 2 }), image: DEFAULT_QEMU_IMAGE };
+  }
+  throw new UsageError('--driver tart: not available in this build yet; use --driver qemu or fake');
 }
 
 export async function up(opts: UpOptions, env: Env): Promise<number> {
@@ -137,7 +159,9 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     let emulator: GitHubEmulator | undefined;
     if (!github) {
       const token = `ekiden-demo-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
-      emulator = new GitHubEmulator({ tokens: [token], repos: [DEMO_REPO] });
+      // QEMU guests reach the host's loopback through the user-network gateway 10.0.2.2.
+      const runnerBaseUrl = opts.driver === 'qemu' ? (own: string) => own.replace('127.0.0.1', '10.0.2.2') : undefined;
+      emulator = new GitHubEmulator({ tokens: [token], repos: [DEMO_REPO], runnerBaseUrl });
       const { url } = await emulator.start();
       cleanups.push(() => emulator!.stop());
       const [owner, repo] = DEMO_REPO.split('/') as [string, string];
@@ -145,10 +169,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       say(`github: no GITHUB_TOKEN set, using the local GitHub emulator at ${url} (repo ${DEMO_REPO})`);
     }
 
-    // Host: the fake driver, with a runner stand-in image.
-    const imageDir = join(dataDir, 'image-src', 'runner-standin');
-    await installStandinRunner({ dir: join(imageDir, 'actions-runner') });
-    const driver = new FakeDriver({ root: join(dataDir, 'vms'), images: { [IMAGE]: imageDir } });
+    const { driver, image } = await prepareDriver(opts.driver, dataDir, env);
 
     const nativeConnection = await NativeConnection.connect({ ...connectOptions, address } as Parameters<typeof NativeConnection.connect>[0]);
     cleanups.push(() => nativeConnection.close());
@@ -162,7 +183,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       githubRunnerUrl: scopeWebUrl(github.apiUrl, github.scope),
       dataDir: join(dataDir, 'host'),
       workflowBundlePath: WORKFLOW_BUNDLE,
-      pollIntervalMs: 500,
+      pollIntervalMs: opts.driver === 'qemu' ? 2_000 : 500,
     });
     const workerRun = worker.run();
     cleanups.push(async () => {
@@ -178,7 +199,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     const spec: RunnerSpec = {
       pool: POOL,
       host: opts.hostId,
-      image: IMAGE,
+      image,
       labels: opts.labels,
       runnerGroupId: 1,
       runnerDir: 'actions-runner',

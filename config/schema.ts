@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
+import type { DriverSettings } from '../drivers/index.js';
 import type { GitHubAuth, GitHubScope } from '../github/client.js';
 
 export class ConfigError extends Error {
@@ -14,7 +15,7 @@ export class ConfigError extends Error {
 export interface WorkerConfig {
   temporal: { address: string; namespace: string; taskQueue: string };
   host: { id: string; dataDir: string; pollIntervalMs?: number; shutdownGraceMs?: number };
-  driver: { kind: 'fake'; root: string; images: Record<string, string>; bootDelayMs?: number };
+  driver: DriverSettings;
   github: { apiUrl: string; scope: GitHubScope; auth: GitHubAuth; writeSpacingMs?: number };
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
   testing?: { pauseAfter: string[] };
@@ -36,6 +37,29 @@ function optNum(o: Obj, key: string, field: string): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new ConfigError(`${field}.${key}: must be a number ≥ 0`);
   return v;
+}
+
+function parseDriver(d: Obj): DriverSettings {
+  const root = str(d, 'root', 'driver', 'set a directory for VM state');
+  if (d.kind === 'fake') {
+    const images = obj(d.images, 'driver.images');
+    for (const [k, v] of Object.entries(images)) if (typeof v !== 'string') throw new ConfigError(`driver.images.${k}: must be a directory path`);
+    return { kind: 'fake', root, images: images as Record<string, string>, bootDelayMs: optNum(d, 'bootDelayMs', 'driver') };
+  }
+  if (d.kind === 'qemu') {
+    const accel = d.accel ?? 'auto';
+    if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new ConfigError(`driver.accel: "${String(accel)}" is not one of auto, kvm, tcg`);
+    return {
+      kind: 'qemu',
+      root,
+      imagesDir: str(d, 'imagesDir', 'driver', 'set the guest image cache, e.g. "/var/cache/ekiden/images"'),
+      accel,
+      cpu: optNum(d, 'cpu', 'driver'),
+      memoryMb: optNum(d, 'memoryMb', 'driver'),
+      maxRunning: optNum(d, 'maxRunning', 'driver'),
+    };
+  }
+  throw new ConfigError(`driver.kind: "${String(d.kind)}" is not supported by this build; use "qemu" or "fake"`);
 }
 
 /** `repo:owner/name`, `org:name` or `enterprise:slug`. */
@@ -74,11 +98,7 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
     pollIntervalMs: optNum(h, 'pollIntervalMs', 'host'),
     shutdownGraceMs: optNum(h, 'shutdownGraceMs', 'host'),
   };
-  const d = obj(root.driver, 'driver');
-  if (d.kind !== 'fake') throw new ConfigError(`driver.kind: "${String(d.kind)}" is not supported by this build; use "fake"`);
-  const images = obj(d.images, 'driver.images');
-  for (const [k, v] of Object.entries(images)) if (typeof v !== 'string') throw new ConfigError(`driver.images.${k}: must be a directory path`);
-  const driver = { kind: 'fake' as const, root: str(d, 'root', 'driver', 'set a directory for VM state'), images: images as Record<string, string>, bootDelayMs: optNum(d, 'bootDelayMs', 'driver') };
+  const driver = parseDriver(obj(root.driver, 'driver'));
   const g = obj(root.github, 'github');
   const scope = parseScope(str(g, 'scope', 'github', 'write repo:OWNER/REPO or org:ORG'), 'github.scope');
   const apiUrl = typeof g.apiUrl === 'string' ? g.apiUrl : 'https://api.github.com';

@@ -6,7 +6,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, parseWorkerConfig } from '../config/schema.js';
-import { FakeDriver } from '../drivers/fake.js';
+import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
 import { createHostWorker } from './host-worker.js';
@@ -32,7 +32,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     namespace: config.temporal.namespace,
     sharedTaskQueue: config.temporal.taskQueue,
     hostId: config.host.id,
-    driver: new FakeDriver({ root: config.driver.root, images: config.driver.images, bootDelayMs: config.driver.bootDelayMs }),
+    driver: createDriver(config.driver),
     github: new RunnerRegistry(octokit, config.github.scope),
     githubRunnerUrl: scopeWebUrl(config.github.apiUrl, config.github.scope),
     dataDir: config.host.dataDir,

@@ -28,6 +28,8 @@ describe('worker config', () => {
     ['host.dataDir', without(['host', 'dataDir']), env, /^host\.dataDir: /],
     ['host.id slug', { ...valid, host: { id: 'Mac Mini', dataDir: '/x' } }, env, /^host\.id: "Mac Mini" is not a valid name/],
     ['driver.kind', { ...valid, driver: { ...valid.driver, kind: 'vmware' } }, env, /^driver\.kind: "vmware" is not supported/],
+    ['driver.accel', { ...valid, driver: { kind: 'qemu', root: '/x', imagesDir: '/y', accel: 'hvf' } }, env, /^driver\.accel: "hvf" is not one of auto, kvm, tcg$/],
+    ['driver.imagesDir', { ...valid, driver: { kind: 'qemu', root: '/x' } }, env, /^driver\.imagesDir: /],
     ['github.scope', { ...valid, github: { ...valid.github, scope: 'acme' } }, env, /^github\.scope: "acme" is not a scope; write repo:OWNER\/REPO/],
     ['github.apiUrl', { ...valid, github: { ...valid.github, apiUrl: 'not a url' } }, env, /^github\.apiUrl: /],
     ['token env empty', valid, {}, /^github\.auth\.tokenEnv: environment variable GH_TOKEN is empty/],

@@ -38,7 +38,7 @@ describe.skipIf(skip)('host worker killed with SIGKILL at each step', () => {
     const config = {
       temporal: { address: inject('temporalAddress'), namespace: 'default', taskQueue: `ekiden-${h.hostId}` },
       host: { id: h.hostId, dataDir: join(h.dir, 'host'), pollIntervalMs: 200, shutdownGraceMs: 1000 },
-      driver: { kind: 'fake', root: join(h.dir, 'vms'), images: { [h.spec().image]: join(h.dir, 'image') } },
+      driver: h.driverSettings,
       github: { apiUrl: h.emulatorUrl, scope: `repo:${REPO}`, auth: { tokenEnv: 'EKIDEN_TEST_GITHUB_TOKEN' }, writeSpacingMs: 0 },
       ...(pauseAfter.length ? { testing: { pauseAfter } } : {}),
     };

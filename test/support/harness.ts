@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 import type { RunnerSpec, RunnerTiming } from '../../core/runner-spec.js';
 import { FakeDriver } from '../../drivers/fake.js';
+import type { DriverSettings } from '../../drivers/index.js';
+import { QemuDriver } from '../../drivers/qemu.js';
+import { DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, loadQemuImage } from '../../drivers/qemu-image.js';
 import type { VmDriver } from '../../drivers/types.js';
 import { GitHubEmulator } from '../../emulator/github/server.js';
 import { installStandinRunner } from '../../emulator/runner/install.js';
@@ -41,7 +44,11 @@ export interface Harness {
   dir: string;
   emulator: GitHubEmulator;
   emulatorUrl: string;
-  driver: FakeDriver;
+  driver: VmDriver;
+  /** Image the harness's runners use. */
+  image: string;
+  /** Driver settings for a worker process (`ekiden worker --config`). */
+  driverSettings: DriverSettings;
   client: Client;
   connection: Connection;
   nativeConnection: NativeConnection;
@@ -55,10 +62,31 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function createHarness(name: string, opts: { bootDelayMs?: number } = {}): Promise<Harness> {
+/** Why real-VM tests cannot run here, or undefined when they can. */
+export async function qemuSkipReason(): Promise<string | undefined> {
+  const temporal = temporalSkipReason();
+  if (temporal) return temporal;
+  const onPath = (bin: string) => (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, bin)));
+  if (!onPath('qemu-system-x86_64')) return 'qemu-system-x86_64 not installed (apt-get install qemu-system-x86 qemu-utils)';
+  if (!(await loadQemuImage(qemuImagesDir(), DEFAULT_QEMU_IMAGE))) return `no guest image in ${qemuImagesDir()}: run images/ensure-image.sh`;
+  return undefined;
+}
+
+function qemuImagesDir(): string {
+  return process.env.EKIDEN_QEMU_IMAGES_DIR ?? defaultQemuImagesDir();
+}
+
+export async function createHarness(name: string, opts: { bootDelayMs?: number; driver?: 'fake' | 'qemu' } = {}): Promise<Harness> {
   installRuntime({ level: 'INFO', sink: (line) => workerLogLines.push(line) });
   const dir = mkdtempSync(join(tmpdir(), `ekiden-${name}-`));
-  const emulator = new GitHubEmulator({ tokens: [TOKEN], repos: [REPO], offlineAfterMs: 1_500 });
+  const qemu = opts.driver === 'qemu';
+  const emulator = new GitHubEmulator({
+    tokens: [TOKEN],
+    repos: [REPO],
+    offlineAfterMs: qemu ? 5_000 : 1_500,
+    // QEMU guests reach the host's loopback through the user-network gateway.
+    runnerBaseUrl: qemu ? (own) => own.replace('127.0.0.1', '10.0.2.2') : undefined,
+  });
   const { url } = await emulator.start();
   const imageDir = join(dir, 'image');
   await installStandinRunner({ dir: join(imageDir, 'actions-runner') });
@@ -66,7 +94,9 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
   cpSync(imageDir, brokenDir, { recursive: true });
   mkdirSync(join(brokenDir, '.fake', 'faults'), { recursive: true });
   writeFileSync(join(brokenDir, '.fake', 'faults', 'never-boot'), '');
-  const driver = new FakeDriver({ root: join(dir, 'vms'), images: { [IMAGE]: imageDir, [NEVER_BOOT_IMAGE]: brokenDir }, bootDelayMs: opts.bootDelayMs });
+  const driver: VmDriver = qemu
+    ? new QemuDriver({ root: join(dir, 'vms'), imagesDir: qemuImagesDir(), maxRunning: 2, stopTimeoutMs: 10_000 })
+    : new FakeDriver({ root: join(dir, 'vms'), images: { [IMAGE]: imageDir, [NEVER_BOOT_IMAGE]: brokenDir }, bootDelayMs: opts.bootDelayMs });
   const address = inject('temporalAddress');
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });
@@ -82,6 +112,10 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
     emulator,
     emulatorUrl: url,
     driver,
+    image: qemu ? DEFAULT_QEMU_IMAGE : IMAGE,
+    driverSettings: qemu
+      ? { kind: 'qemu', root: join(dir, 'vms'), imagesDir: qemuImagesDir(), maxRunning: 2 }
+      : { kind: 'fake', root: join(dir, 'vms'), images: { [IMAGE]: imageDir, [NEVER_BOOT_IMAGE]: brokenDir } },
     client,
     connection,
     nativeConnection,
@@ -89,7 +123,7 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
     spec: (o) => ({
       pool: 'test',
       host: hostId,
-      image: IMAGE,
+      image: qemu ? DEFAULT_QEMU_IMAGE : IMAGE,
       labels: ['self-hosted', 'ekiden-test'],
       runnerGroupId: 1,
       runnerDir: 'actions-runner',
@@ -123,7 +157,7 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number }
         githubRunnerUrl: scopeWebUrl(url, scope),
         dataDir: join(dir, 'host'),
         workflowBundlePath: BUNDLE,
-        pollIntervalMs: 200,
+        pollIntervalMs: qemu ? 1_000 : 200,
         shutdownGraceMs: 2_000,
         activityInbound: o.activityInbound,
         serveHost: o.serveHost,
