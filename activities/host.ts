@@ -86,6 +86,8 @@ export function createHostActivities(deps: HostActivityDeps) {
   const { driver } = deps;
   const poll = deps.pollIntervalMs ?? 1_000;
   const beat = Math.max(250, Math.min(poll, 2_000));
+  /** Every host step heartbeats while it runs (guests can be slow) and converts failures. */
+  const step = <T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> => classified(() => heartbeatEvery(beat, fn));
 
   async function endpointFor(vmName: string, signal: AbortSignal) {
     return driver.sshEndpoint({ name: vmName, timeoutMs: 10_000, signal });
@@ -94,11 +96,11 @@ export function createHostActivities(deps: HostActivityDeps) {
   return {
     /** Make sure the image is cached on this host; pulls when missing or its digest differs. */
     async ensureImage(args: { image: string; digest?: string }): Promise<{ digest: string; pulled: boolean }> {
-      return classified(async () => {
+      return step(async (signal) => {
         const local = await driver.localImage({ image: args.image });
         if (local && (!args.digest || local.digest === args.digest)) return { digest: local.digest, pulled: false };
         log.info('pulling image', { host: deps.hostId, image: args.image });
-        const pulled = await heartbeatEvery(beat, (signal) => driver.pullImage({ image: args.image, signal })).catch((err: unknown) => {
+        const pulled = await driver.pullImage({ image: args.image, signal }).catch((err: unknown) => {
           if (err instanceof DriverError && err.code === 'not-found') {
             throw ApplicationFailure.nonRetryable(`image ${args.image} not found: ${err.message}`, FailureType.ImageNotFound);
           }
@@ -169,8 +171,7 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     /** Start the runner in the guest, detached from the SSH session. Never starts a second one. */
     async launchRunner(args: { vmName: string; runnerName: string; runnerDir: string }): Promise<{ alreadyRunning: boolean }> {
-      return classified(async () => {
-        const signal = Context.current().cancellationSignal;
+      return classified(() => heartbeatEvery(beat, async (signal) => {
         const endpoint = await endpointFor(args.vmName, signal);
         const credential = await deps.credentials.get(args.runnerName);
         if (!credential) {
@@ -181,7 +182,7 @@ export function createHostActivities(deps: HostActivityDeps) {
         const res = await sshLaunchRunner({ endpoint, runnerDir: args.runnerDir, credential, signal });
         log.info('runner launched', { host: deps.hostId, vm: args.vmName, runner: args.runnerName, pid: res.pid });
         return { alreadyRunning: res.alreadyRunning || res.alreadyLaunched };
-      });
+      }));
     },
 
     /** Wait until the runner takes a job, exits, or the idle deadline passes. Heartbeats. */
@@ -226,8 +227,7 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     /** Stop the runner process (idle recycle after GitHub forgot it). */
     async stopGuestRunner(args: { vmName: string; runnerDir: string }): Promise<void> {
-      return classified(async () => {
-        const signal = Context.current().cancellationSignal;
+      return step(async (signal) => {
         const vm = await driver.get({ name: args.vmName, signal });
         if (vm?.state !== 'running') return;
         await stopRunner({ endpoint: await endpointFor(args.vmName, signal), runnerDir: args.runnerDir, signal });
@@ -236,8 +236,7 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     /** Copy the guest's runner `_diag` logs to the host before the VM goes away (best effort). */
     async collectRunnerLogs(args: { vmName: string; runnerName: string; runnerDir: string }): Promise<{ files: string[]; dir?: string }> {
-      return classified(async () => {
-        const signal = Context.current().cancellationSignal;
+      return step(async (signal) => {
         const vm = await driver.get({ name: args.vmName, signal });
         if (vm?.state !== 'running') return { files: [] };
         return saveDiag(await endpointFor(args.vmName, signal), args.runnerName, args.runnerDir, signal);

@@ -31,6 +31,10 @@ export function installRuntime(opts: { level?: LogLevel; sink?: LineSink; metric
     // while the pool cleans up after Ctrl-C.
     shutdownSignals: [],
     logger: new DefaultLogger(opts.level ?? 'INFO', (entry) => sink(jsonLogLine(entry))),
-    telemetryOptions: opts.metricsBindAddress ? { metrics: { prometheus: { bindAddress: opts.metricsBindAddress } } } : undefined,
+    telemetryOptions: {
+      // The SDK core's own (Rust) messages go through the same JSON-lines logger.
+      logging: { filter: { core: 'WARN', other: 'WARN' }, forward: {} },
+      ...(opts.metricsBindAddress ? { metrics: { prometheus: { bindAddress: opts.metricsBindAddress } } } : {}),
+    },
   });
 }
