@@ -75,7 +75,7 @@ async function prepareDriver(kind: UpOptions['driver'], dataDir: string, env: En
     }
     return { driver: createDriver({ kind: 'qemu', root: join(dataDir, 'vms'), imagesDir, maxRunning: 2 }), image: DEFAULT_QEMU_IMAGE };
   }
-  throw new UsageError('--driver tart: not available in this build yet; use --driver qemu or fake');
+  throw new UsageError('--driver tart: `ekiden up` has no macOS demo image yet; run `ekiden worker --config` with a tart driver, or use --driver fake');
 }
 
 export async function up(opts: UpOptions, env: Env): Promise<number> {

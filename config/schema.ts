@@ -39,7 +39,7 @@ function optNum(o: Obj, key: string, field: string): number | undefined {
   return v;
 }
 
-function parseDriver(d: Obj): DriverSettings {
+function parseDriver(d: Obj, env: Record<string, string | undefined>): DriverSettings {
   const root = str(d, 'root', 'driver', 'set a directory for VM state');
   if (d.kind === 'fake') {
     const images = obj(d.images, 'driver.images');
@@ -59,7 +59,27 @@ function parseDriver(d: Obj): DriverSettings {
       maxRunning: optNum(d, 'maxRunning', 'driver'),
     };
   }
-  throw new ConfigError(`driver.kind: "${String(d.kind)}" is not supported by this build; use "qemu" or "fake"`);
+  if (d.kind === 'tart') {
+    const fromEnv = (key: string): string | undefined => {
+      const name = d[key];
+      if (name === undefined) return undefined;
+      if (typeof name !== 'string' || !env[name]) throw new ConfigError(`driver.${key}: environment variable ${String(name)} is empty; export the secret there`);
+      return env[name];
+    };
+    return {
+      kind: 'tart',
+      root,
+      tartBinary: typeof d.tartBinary === 'string' ? d.tartBinary : undefined,
+      tartHome: typeof d.tartHome === 'string' ? d.tartHome : undefined,
+      insecureRegistries: d.insecureRegistries === true,
+      username: typeof d.username === 'string' ? d.username : undefined,
+      password: fromEnv('passwordEnv'),
+      registryUsername: typeof d.registryUsername === 'string' ? d.registryUsername : undefined,
+      registryPassword: fromEnv('registryPasswordEnv'),
+      maxRunning: optNum(d, 'maxRunning', 'driver'),
+    };
+  }
+  throw new ConfigError(`driver.kind: "${String(d.kind)}" is not supported; use "qemu", "tart" or "fake"`);
 }
 
 /** `repo:owner/name`, `org:name` or `enterprise:slug`. */
@@ -98,7 +118,7 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
     pollIntervalMs: optNum(h, 'pollIntervalMs', 'host'),
     shutdownGraceMs: optNum(h, 'shutdownGraceMs', 'host'),
   };
-  const driver = parseDriver(obj(root.driver, 'driver'));
+  const driver = parseDriver(obj(root.driver, 'driver'), env);
   const g = obj(root.github, 'github');
   const scope = parseScope(str(g, 'scope', 'github', 'write repo:OWNER/REPO or org:ORG'), 'github.scope');
   const apiUrl = typeof g.apiUrl === 'string' ? g.apiUrl : 'https://api.github.com';

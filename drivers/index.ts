@@ -2,12 +2,27 @@
  * Picks and builds the VM driver a host uses, from its (already validated) settings.
  */
 import { FakeDriver } from './fake.js';
+import { join } from 'node:path';
 import { QemuDriver } from './qemu.js';
+import { TartDriver } from './tart.js';
 import type { VmDriver } from './types.js';
 
 export type DriverSettings =
   | { kind: 'fake'; root: string; images: Record<string, string>; bootDelayMs?: number }
-  | { kind: 'qemu'; root: string; imagesDir: string; accel?: 'auto' | 'kvm' | 'tcg'; cpu?: number; memoryMb?: number; maxRunning?: number };
+  | { kind: 'qemu'; root: string; imagesDir: string; accel?: 'auto' | 'kvm' | 'tcg'; cpu?: number; memoryMb?: number; maxRunning?: number }
+  | {
+      kind: 'tart';
+      root: string;
+      tartBinary?: string;
+      tartHome?: string;
+      insecureRegistries?: boolean;
+      username?: string;
+      /** Guest password (Cirrus Labs images: admin); read from the environment by the config parser. */
+      password?: string;
+      registryUsername?: string;
+      registryPassword?: string;
+      maxRunning?: number;
+    };
 
 export function createDriver(settings: DriverSettings): VmDriver {
   switch (settings.kind) {
@@ -21,6 +36,20 @@ export function createDriver(settings: DriverSettings): VmDriver {
         cpu: settings.cpu,
         memoryMb: settings.memoryMb,
         maxRunning: settings.maxRunning,
+      });
+    case 'tart':
+      return new TartDriver({
+        tartBinary: settings.tartBinary,
+        tartHome: settings.tartHome,
+        insecureRegistries: settings.insecureRegistries,
+        username: settings.username,
+        password: settings.password,
+        registryUsername: settings.registryUsername,
+        registryPassword: settings.registryPassword,
+        // Apple's licence and Virtualization.framework: 2 macOS guests per Mac.
+        maxRunning: settings.maxRunning ?? 2,
+        logDir: join(settings.root, 'logs'),
+        stateDir: join(settings.root, 'state'),
       });
   }
 }
