@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailureType } from '../core/failures.js';
+import { KeyedLock } from '../core/keyed-lock.js';
 import { DriverError, type SshEndpoint, type VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
@@ -68,19 +69,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-const locks = new Map<string, Promise<unknown>>();
-
-/** Runs `fn` after every earlier call with the same key has settled (in this process). */
-function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = locks.get(key) ?? Promise.resolve();
-  const next = prev.then(fn, fn);
-  const tail = next.catch(() => undefined);
-  locks.set(key, tail);
-  void tail.then(() => {
-    if (locks.get(key) === tail) locks.delete(key);
-  });
-  return next;
-}
+/** Credential requests per runner on this host, one at a time. */
+const credentialLock = new KeyedLock();
 
 export function createHostActivities(deps: HostActivityDeps) {
   const { driver } = deps;
@@ -128,7 +118,7 @@ export function createHostActivities(deps: HostActivityDeps) {
     }): Promise<{ runnerId?: number }> {
       // One attempt at a time per runner on this host: a timed-out attempt that is still
       // running must not race its retry into a second registration.
-      return classified(() => heartbeatEvery(beat, () => serialized(args.runnerName, () => obtainCredential(args))));
+      return classified(() => heartbeatEvery(beat, () => credentialLock.run(args.runnerName, () => obtainCredential(args))));
     },
 
     /** Forget the runner credential kept on this host (cleanup). */

@@ -26,6 +26,7 @@
  * them with `setFault` before `start`, or ship them in an image template under
  * `.fake/faults/`): see FakeFault.
  */
+import { KeyedLock } from '../core/keyed-lock.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -205,7 +206,7 @@ export class FakeDriver implements VmDriver {
   private readonly maxRunning: number | undefined;
   private readonly stopTimeoutMs: number;
   private readonly startTimeoutMs: number;
-  private readonly locks = new Map<string, Promise<void>>();
+  private readonly locks = new KeyedLock();
 
   constructor(opts: FakeDriverOptions) {
     this.root = path.resolve(opts.root);
@@ -244,7 +245,7 @@ export class FakeDriver implements VmDriver {
       throw new DriverError('not-found', `image ${args.image} is not known to the fake driver`);
     }
     const key = imageKey(args.image);
-    return this.withLock(`image:${key}`, async () => {
+    return this.locks.run(`image:${key}`, async () => {
       const digest = await treeDigest(template);
       const cached = await this.localImage({ image: args.image });
       if (cached?.digest === digest) return cached;
@@ -274,7 +275,7 @@ export class FakeDriver implements VmDriver {
 
   async clone(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, async () => {
+    await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (existsSync(dir)) return;
       const cached = await this.localImage({ image: args.image });
@@ -319,8 +320,8 @@ export class FakeDriver implements VmDriver {
 
   async start(args: { name: string; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, () =>
-      this.maxRunning === undefined ? this.startLocked(args.name, args.signal) : this.withLock('capacity', () => this.startLocked(args.name, args.signal)),
+    await this.locks.run(args.name, () =>
+      this.maxRunning === undefined ? this.startLocked(args.name, args.signal) : this.locks.run('capacity', () => this.startLocked(args.name, args.signal)),
     );
   }
 
@@ -413,7 +414,7 @@ export class FakeDriver implements VmDriver {
 
   async stop(args: { name: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, () => this.stopLocked(args.name, args.timeoutMs ?? this.stopTimeoutMs, args.signal));
+    await this.locks.run(args.name, () => this.stopLocked(args.name, args.timeoutMs ?? this.stopTimeoutMs, args.signal));
   }
 
   private async stopLocked(name: string, graceMs: number, signal?: AbortSignal): Promise<void> {
@@ -429,7 +430,7 @@ export class FakeDriver implements VmDriver {
 
   async delete(args: { name: string; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, async () => {
+    await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (!existsSync(dir)) return;
       await this.stopLocked(args.name, this.stopTimeoutMs, args.signal);
@@ -516,20 +517,6 @@ export class FakeDriver implements VmDriver {
   }
 
   /** Serialises operations per key within this process. */
-  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = prev.then(() => mine);
-    this.locks.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    }
-  }
 }
 
 function withoutRuntime(rec: VmRecord): VmRecord {

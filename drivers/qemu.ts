@@ -18,6 +18,7 @@
  * them. A VM runs when its recorded pid is alive and that process's argv carries the VM's
  * `-name` and `-uuid`.
  */
+import { KeyedLock } from '../core/keyed-lock.js';
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -214,7 +215,7 @@ export class QemuDriver implements VmDriver {
   private readonly stopTimeoutMs: number;
   private readonly kvmProbeTimeoutMs: number;
   private readonly extraAppend: string;
-  private readonly locks = new Map<string, Promise<void>>();
+  private readonly locks = new KeyedLock();
   private accelMemo: Promise<Accel> | undefined;
 
   constructor(opts: QemuDriverOptions) {
@@ -276,7 +277,7 @@ export class QemuDriver implements VmDriver {
   async clone(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
     checkResources(args.cpu ?? this.cpu, args.memoryMb ?? this.memoryMb);
-    await this.withLock(args.name, async () => {
+    await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (existsSync(dir)) return;
       const image = await loadQemuImage(this.imagesDir, args.image);
@@ -339,7 +340,7 @@ export class QemuDriver implements VmDriver {
 
   async start(args: { name: string; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, () => this.startLocked(args.name, args.signal));
+    await this.locks.run(args.name, () => this.startLocked(args.name, args.signal));
   }
 
   private async startLocked(name: string, signal?: AbortSignal): Promise<void> {
@@ -508,7 +509,7 @@ export class QemuDriver implements VmDriver {
 
   async stop(args: { name: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, () => this.stopLocked(args.name, { graceMs: args.timeoutMs ?? this.stopTimeoutMs, signal: args.signal }));
+    await this.locks.run(args.name, () => this.stopLocked(args.name, { graceMs: args.timeoutMs ?? this.stopTimeoutMs, signal: args.signal }));
   }
 
   /**
@@ -570,7 +571,7 @@ export class QemuDriver implements VmDriver {
 
   async delete(args: { name: string; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, async () => {
+    await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (!existsSync(dir)) return;
       // The disk is thrown away: no point in a guest shutdown.
@@ -717,20 +718,6 @@ export class QemuDriver implements VmDriver {
   }
 
   /** Serialises operations per key within this process. */
-  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = prev.then(() => mine);
-    this.locks.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    }
-  }
 }
 
 function checkResources(cpu: number, memoryMb: number): void {

@@ -31,6 +31,7 @@
  * hostKeySha256 undefined; the caller pins the first key seen), per-VM resource accounting
  * beyond maxRunning.
  */
+import { KeyedLock } from '../core/keyed-lock.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type Result, type ResultPromise } from 'execa';
@@ -205,7 +206,7 @@ export class TartDriver implements VmDriver {
   private readonly startTimeoutMs: number;
   private readonly commandTimeoutMs: number;
   private readonly sshPortFor: TartDriverOptions['sshPortFor'];
-  private readonly locks = new Map<string, Promise<void>>();
+  private readonly locks = new KeyedLock();
 
   constructor(opts: TartDriverOptions) {
     this.tartBinary = opts.tartBinary ?? 'tart';
@@ -286,7 +287,7 @@ export class TartDriver implements VmDriver {
   async clone(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
     imageRef(args.image);
-    await this.withLock(args.name, async () => {
+    await this.locks.run(args.name, async () => {
       const existing = await this.getRaw(args.name, args.signal);
       if (!existing) {
         const r = await this.tart(['clone', ...(this.insecure ? ['--insecure'] : []), args.image, args.name], {
@@ -312,7 +313,7 @@ export class TartDriver implements VmDriver {
 
   async start(args: { name: string; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, () => this.withLock('capacity', () => this.startLocked(args.name, args.signal)));
+    await this.locks.run(args.name, () => this.locks.run('capacity', () => this.startLocked(args.name, args.signal)));
   }
 
   private async startLocked(name: string, signal?: AbortSignal): Promise<void> {
@@ -440,7 +441,7 @@ export class TartDriver implements VmDriver {
 
   async stop(args: { name: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, () => this.stopLocked(args.name, args.timeoutMs ?? this.stopTimeoutMs, args.signal));
+    await this.locks.run(args.name, () => this.stopLocked(args.name, args.timeoutMs ?? this.stopTimeoutMs, args.signal));
   }
 
   private async stopLocked(name: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -456,7 +457,7 @@ export class TartDriver implements VmDriver {
 
   async delete(args: { name: string; signal?: AbortSignal }): Promise<void> {
     checkName(args.name);
-    await this.withLock(args.name, async () => {
+    await this.locks.run(args.name, async () => {
       for (let attempt = 0; ; attempt++) {
         const info = await this.getRaw(args.name, args.signal);
         if (!info) break;
@@ -590,20 +591,6 @@ export class TartDriver implements VmDriver {
   }
 
   /** Serialises operations per key within this process. */
-  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = prev.then(() => mine);
-    this.locks.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    }
-  }
 }
 
 /** Stand-in digest of a local VM used as an image: it has no content digest in tart. */
