@@ -26,6 +26,7 @@
  * them with `setFault` before `start`, or ship them in an image template under
  * `.fake/faults/`): see FakeFault.
  */
+import { errCode, ownVmDirNames, rand, removeVmDir } from './vm-dirs.js';
 import { KeyedLock } from '../core/keyed-lock.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -90,13 +91,7 @@ interface VmRecord {
 
 const RUNTIME_FIELDS = ['pid', 'port', 'bootedAt'] as const;
 
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
 
-function rand(): string {
-  return randomBytes(4).toString('hex');
-}
 
 async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
   const tmp = `${file}.${process.pid}.${rand()}.tmp`;
@@ -434,23 +429,13 @@ export class FakeDriver implements VmDriver {
       const dir = this.vmDir(args.name);
       if (!existsSync(dir)) return;
       await this.stopLocked(args.name, this.stopTimeoutMs, args.signal);
-      // Rename first, so a half-removed VM is never listed.
-      const doomed = path.join(this.root, 'vms', `.deleting-${args.name}-${rand()}`);
-      await fs.rename(dir, doomed);
-      await fs.rm(doomed, { recursive: true, force: true });
+      await removeVmDir(path.join(this.root, 'vms'), args.name);
     });
   }
 
   async list(_args?: { signal?: AbortSignal }): Promise<VmInfo[]> {
-    let names: string[];
-    try {
-      names = await fs.readdir(path.join(this.root, 'vms'));
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') return [];
-      throw err;
-    }
     const out: VmInfo[] = [];
-    for (const name of names.filter((n) => parseVmName(n)).sort()) {
+    for (const name of await ownVmDirNames(path.join(this.root, 'vms'))) {
       const info = await this.info(name);
       if (info) out.push(info);
     }

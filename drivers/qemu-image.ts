@@ -8,6 +8,7 @@
  * is an image when it holds `manifest.json`, `disk.qcow2`, `vmlinuz` and `initrd.img` (file
  * names as the manifest says).
  */
+import { errCode } from './vm-dirs.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
@@ -69,9 +70,6 @@ export function imageRefDir(imagesDir: string, ref: string): string {
   return path.join(path.resolve(imagesDir), rest);
 }
 
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
 
 /** The image, or undefined when it is not (completely) there. */
 export async function loadQemuImage(imagesDir: string, ref: string): Promise<QemuImage | undefined> {

@@ -18,6 +18,7 @@
  * them. A VM runs when its recorded pid is alive and that process's argv carries the VM's
  * `-name` and `-uuid`.
  */
+import { errCode, ownVmDirNames, rand, removeVmDir } from './vm-dirs.js';
 import { KeyedLock } from '../core/keyed-lock.js';
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -111,13 +112,7 @@ const CLIENT_KEY = 'client_ed25519';
 /** Longest unix socket path we hand QEMU (sun_path is 108 bytes with the NUL). */
 const MAX_SOCKET_PATH = 100;
 
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
 
-function rand(): string {
-  return randomBytes(4).toString('hex');
-}
 
 function checkName(name: string): void {
   if (!parseVmName(name)) throw new DriverError('invalid', `"${name}" is not an Ekiden VM name`);
@@ -576,22 +571,13 @@ export class QemuDriver implements VmDriver {
       if (!existsSync(dir)) return;
       // The disk is thrown away: no point in a guest shutdown.
       await this.stopLocked(args.name, { graceMs: 0, hard: true, signal: args.signal });
-      const doomed = path.join(this.root, 'vms', `.deleting-${args.name}-${rand()}`);
-      await fs.rename(dir, doomed);
-      await fs.rm(doomed, { recursive: true, force: true });
+      await removeVmDir(path.join(this.root, 'vms'), args.name);
     });
   }
 
   async list(_args?: { signal?: AbortSignal }): Promise<VmInfo[]> {
-    let names: string[];
-    try {
-      names = await fs.readdir(path.join(this.root, 'vms'));
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') return [];
-      throw err;
-    }
     const out: VmInfo[] = [];
-    for (const name of names.filter((n) => parseVmName(n)).sort()) {
+    for (const name of await ownVmDirNames(path.join(this.root, 'vms'))) {
       const info = await this.info(name);
       if (info) out.push(info);
     }

@@ -31,6 +31,7 @@
  * hostKeySha256 undefined; the caller pins the first key seen), per-VM resource accounting
  * beyond maxRunning.
  */
+import { errCode } from './vm-dirs.js';
 import { KeyedLock } from '../core/keyed-lock.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -118,9 +119,6 @@ const LIMIT_RE = /number of VMs exceeds the system limit|maximum supported numbe
 const IPV4_RE = /^(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const MAX_MESSAGE = 300;
 
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
 
 function checkName(name: string): void {
   if (!parseVmName(name)) throw new DriverError('invalid', `"${name}" is not an Ekiden VM name`);

@@ -7,26 +7,11 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeDriver } from '../../drivers/fake.js';
-import { DriverError } from '../../drivers/types.js';
 import { type SshError, sshExec, waitForSsh } from '../../ssh/client.js';
 import { createFakeHost, IMAGE, isLivePid, pidsWhoseCmdline, waitFor, type FakeHost } from './fake-fixture.js';
+import { driverError, rejection } from '../support/rejections.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
-
-async function driverError(p: Promise<unknown>): Promise<DriverError> {
-  const err = await rejection(p);
-  expect(err).toBeInstanceOf(DriverError);
-  return err as DriverError;
-}
 
 let h: FakeHost;
 beforeAll(async () => {
@@ -229,7 +214,7 @@ describe('FakeDriver faults and aborts', () => {
  */
 async function transpileDriver(): Promise<string> {
   const out = join(REPO, 'node_modules', '.cache', `ekiden-test-driver-${randomBytes(4).toString('hex')}`);
-  const files = ['drivers/fake.ts', 'drivers/fake-guest.ts', 'drivers/fake-procs.ts', 'drivers/types.ts', 'core/names.ts', 'core/keyed-lock.ts', 'ssh/client.ts', 'ssh/keys.ts'];
+  const files = ['drivers/fake.ts', 'drivers/fake-guest.ts', 'drivers/fake-procs.ts', 'drivers/types.ts', 'core/names.ts', 'core/keyed-lock.ts', 'drivers/vm-dirs.ts', 'ssh/client.ts', 'ssh/keys.ts'];
   for (const file of files) {
     const js = ts.transpileModule(await readFile(join(REPO, file), 'utf8'), {
       fileName: file,

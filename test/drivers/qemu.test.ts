@@ -21,11 +21,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vmName } from '../../core/names.js';
 import { QemuDriver, type QemuDriverOptions } from '../../drivers/qemu.js';
 import { DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, imageRefDir, loadQemuImage } from '../../drivers/qemu-image.js';
-import { DriverError } from '../../drivers/types.js';
 import { GitHubEmulator } from '../../emulator/github/server.js';
 import { createJit } from '../../emulator/github/testing.js';
 import { sshExec, waitForSsh } from '../../ssh/client.js';
 import { launchRunner, runnerStatus } from '../../ssh/runner.js';
+import { driverError } from '../support/rejections.js';
 
 const IMAGES_DIR = process.env.EKIDEN_QEMU_IMAGES_DIR || defaultQemuImagesDir();
 const IMAGE = process.env.EKIDEN_QEMU_IMAGE || DEFAULT_QEMU_IMAGE;
@@ -65,16 +65,6 @@ function pidsMentioning(needle: string): number[] {
     }
   }
   return out;
-}
-
-async function driverError(p: Promise<unknown>): Promise<DriverError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DriverError);
-    return err as DriverError;
-  }
-  throw new Error('expected a DriverError');
 }
 
 function newName(): string {

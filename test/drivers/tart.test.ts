@@ -14,9 +14,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vmName } from '../../core/names.js';
 import { TartDriver, type TartDriverOptions } from '../../drivers/tart.js';
-import { DriverError } from '../../drivers/types.js';
 import { sshExec, waitForSsh } from '../../ssh/client.js';
 import { isLivePid, waitFor } from './fake-fixture.js';
+import { driverError, rejection } from '../support/rejections.js';
 
 const DOUBLE = fileURLToPath(new URL('../doubles/tart/tart', import.meta.url));
 const IMAGE = 'registry.test/ekiden/macos-runner:latest';
@@ -87,21 +87,6 @@ async function host(opts: Partial<TartDriverOptions> & { home?: string; doubleEn
 /** Runs the double directly, as an operator would run tart. */
 function tart(home: string, args: string[], env: Record<string, string> = {}) {
   return execa(DOUBLE, args, { env: { TART_HOME: home, ...doubleEnv(), ...env }, reject: false });
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
-
-async function driverError(p: Promise<unknown>): Promise<DriverError> {
-  const err = await rejection(p);
-  expect(err).toBeInstanceOf(DriverError);
-  return err as DriverError;
 }
 
 function proc(pid: string, file: string): string | undefined {
