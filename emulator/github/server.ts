@@ -15,6 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JwtError, parsePublicKey, verifyAppJwt, type JwtApp } from './jwt.js';
+import { WebhookSender, type WebhookTarget } from './webhooks.js';
 import {
   DEFAULT_GROUP,
   EmulatorState,
@@ -75,6 +76,8 @@ export interface GitHubEmulatorOptions {
   rateLimit?: number;
   /** Longest runner message poll (capped at offlineAfterMs). Default 20000. */
   pollTimeoutMs?: number;
+  /** Hooks that get signed `workflow_job` deliveries (more with `webhooks.add`). */
+  webhooks?: WebhookTarget[];
 }
 
 export type FaultKind = 'status' | 'primary-rate-limit' | 'secondary-rate-limit' | 'delay';
@@ -222,6 +225,8 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
   private ownUrl: string | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly startedAt = isoSeconds();
+  /** Signed `workflow_job` webhook deliveries of job events (see webhooks.ts). */
+  readonly webhooks: WebhookSender;
 
   constructor(opts: GitHubEmulatorOptions = {}) {
     super();
@@ -234,6 +239,9 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
     this.apps = (opts.apps ?? []).map((a) => ({ appId: a.appId, publicKey: parsePublicKey(a.publicKeyPem), installations: a.installations }));
     this.state.on('job', (e) => this.emit('job', e));
     this.state.on('runner', (e) => this.emit('runner', e));
+    this.webhooks = new WebhookSender({ apiUrl: () => this.ownUrl ?? 'http://127.0.0.1' });
+    for (const w of opts.webhooks ?? []) this.webhooks.add(w);
+    this.state.on('job', (e) => this.webhooks.jobEvent(e));
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -268,6 +276,7 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
     if (!server) return;
     this.server = undefined;
     clearInterval(this.sweeper);
+    this.webhooks.close();
     this.state.close();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeAllConnections();
