@@ -2,6 +2,7 @@
  * Converts errors from drivers, SSH and GitHub into ApplicationFailures with a stable `type`
  * and the right retryability, so workflows and retry policies never guess from messages.
  */
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../core/failures.js';
 import { DriverError } from '../drivers/types.js';
@@ -59,11 +60,24 @@ export function bootTimeout(vmName: string, err: unknown): unknown {
   return err;
 }
 
-/** Runs an activity body, converting failures at the boundary. */
+/** The activity's cancellation, when it was cancelled (outside an activity: undefined). */
+function cancellation(): unknown {
+  try {
+    const signal = Context.current().cancellationSignal;
+    return signal.aborted ? (signal.reason as unknown) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs an activity body, converting failures at the boundary. A body that fails because it
+ * was cancelled (an aborted SSH wait, say) reports the cancellation, not the abort error.
+ */
 export async function classified<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw toFailure(err);
+    throw cancellation() ?? toFailure(err);
   }
 }

@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path';
 import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
 import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
-import type { RunnerSpec, RunnerTiming } from '../core/runner-spec.js';
+import type { RunnerTiming } from '../core/runner-spec.js';
+import type { PoolConfig } from '../workflows/api.js';
 import { createDriver } from '../drivers/index.js';
 import { buildQemuImage, DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, loadQemuImage } from '../drivers/qemu-image.js';
 import type { VmDriver } from '../drivers/types.js';
@@ -174,7 +175,14 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     const nativeConnection = await NativeConnection.connect({ ...connectOptions, address } as Parameters<typeof NativeConnection.connect>[0]);
     cleanups.push(() => nativeConnection.close());
     const octokit = createOctokit(github);
+    const connection = await Connection.connect({ ...connectOptions, address });
+    cleanups.push(() => connection.close());
+    const client = new Client({ connection, namespace });
+    const size = opts.poolSize ?? Math.min(opts.jobs ?? 2, 2);
     const worker = await createHostWorker({
+      client,
+      capacity: size,
+      labels: opts.labels,
       connection: nativeConnection,
       namespace,
       hostId: opts.hostId,
@@ -190,20 +198,20 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       worker.shutdown();
       await workerRun;
     });
+    await Promise.race([worker.ready, workerRun]);
 
-    const connection = await Connection.connect({ ...connectOptions, address });
-    cleanups.push(() => connection.close());
-    const client = new Client({ connection, namespace });
-
-    const size = opts.poolSize ?? Math.min(opts.jobs ?? 2, 2);
-    const spec: RunnerSpec = {
-      pool: POOL,
-      host: opts.hostId,
+    const config: PoolConfig = {
+      name: POOL,
+      hosts: [opts.hostId],
       image,
       labels: opts.labels,
       runnerGroupId: 1,
       runnerDir: 'actions-runner',
       credential: 'jit',
+      size,
+      minIdle: 0,
+      max: size,
+      backoff: { initialMs: 2_000, maxMs: 60_000 },
     };
     const timing: Partial<RunnerTiming> = {
       heartbeatTimeoutMs: 10_000,
@@ -224,7 +232,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     const pool = await client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolId,
       taskQueue: SHARED_TASK_QUEUE,
-      args: [{ spec, size, timing, backoff: { initialMs: 2_000, maxMs: 60_000 } }],
+      args: [{ config: { ...config, timing } }],
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
       typedSearchAttributes: [
         { key: SA_POOL, value: POOL },

@@ -37,6 +37,11 @@ export function poolWorkflowId(pool: string): string {
   return `pool/${pool}`;
 }
 
+/** The workflow that tracks one host: its announcement, liveness and VM slots. */
+export function hostWorkflowId(host: string): string {
+  return `host/${host}`;
+}
+
 /**
  * Deterministic, short token derived from a workflow run id: stable across activity
  * retries and worker restarts, distinct between runs (and so between recycled runners).

@@ -52,9 +52,19 @@ export interface RunnerSpec {
 export interface RunnerWorkflowInput {
   spec: RunnerSpec;
   timing?: Partial<RunnerTiming>;
+  /** The host slot this runner holds (HostWorkflow id): given back when the VM is gone. */
+  slot?: { hostWorkflowId: string };
 }
 
-export type RunnerOutcome = 'completed' | 'idle-timeout' | 'job-timeout' | 'runner-exited' | 'failed' | 'cancelled';
+export type RunnerOutcome =
+  | 'completed'
+  | 'idle-timeout'
+  | 'retired'
+  | 'job-timeout'
+  | 'runner-exited'
+  | 'failed'
+  | 'cancelled'
+  | 'host-down';
 
 export interface RunnerResult {
   runnerName: string;

@@ -4,11 +4,23 @@
  * polling and gives running activities `shutdownGraceMs` to finish; VMs and guest runners
  * keep running regardless, and the workflows re-attach when a worker returns.
  */
+import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  createFleetHostActivities,
+  createFleetSharedActivities,
+  reconcileGitHubNow,
+  reconcileHostNow,
+} from '../activities/fleet.js';
 import { createGitHubActivities } from '../activities/github.js';
 import { createHostActivities } from '../activities/host.js';
-import { hostTaskQueue, SHARED_TASK_QUEUE } from '../core/names.js';
+import { hostTaskQueue, hostWorkflowId, SHARED_TASK_QUEUE } from '../core/names.js';
+import type { HostAnnouncement } from '../workflows/api.js';
+import type { HostTiming, HostWorkflow } from '../workflows/host.js';
 import type { VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import { CredentialStore } from '../host/credential-store.js';
@@ -34,10 +46,45 @@ export interface HostWorkerOptions {
   sharedTaskQueue?: string;
   /** Extra activity interceptors (test hooks). */
   activityInbound?: ActivityInboundCallsInterceptorFactory[];
+  /**
+   * A client for the fleet: with it the worker reconciles at start (orphan VMs, credentials,
+   * GitHub registrations), announces the host (HostWorkflow `host/<id>`) and serves the
+   * slot and liveness activities.
+   */
+  client?: Client;
+  /** VMs at once on this host (default: tart 2, qemu half the CPUs, fake 4). */
+  capacity?: number;
+  labels?: string[];
+  /** HostWorkflow timing, used when this worker is the first to announce the host. */
+  hostTiming?: Partial<HostTiming>;
+  /** Ownership is looked up twice this far apart before reconciliation removes anything. */
+  confirmDelayMs?: number;
+}
+
+/** The VMs a host runs at once when its config does not say. */
+export function defaultCapacity(driver: VmDriver['kind']): number {
+  if (driver === 'tart') return 2; // macOS allows two macOS VMs per Mac
+  if (driver === 'qemu') return Math.max(1, Math.floor(availableParallelism() / 2));
+  return 4;
+}
+
+/** Ekiden's version, from its package.json. */
+export function ekidenVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'ekiden') return pkg.version ?? '0.0.0';
+    } catch {
+      // keep looking upwards
+    }
+  }
+  return '0.0.0';
 }
 
 export interface HostWorker {
   run(): Promise<void>;
+  /** Resolves once the worker has reconciled and announced its host (at once without a client). */
+  ready: Promise<void>;
   shutdown(): void;
 }
 
@@ -52,14 +99,32 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     logsDir: join(opts.dataDir, 'runner-logs'),
     pollIntervalMs: opts.pollIntervalMs,
   });
+  const credentials = new CredentialStore(join(opts.dataDir, 'credentials'));
+  const startedAt = Date.now();
+  const announcement = (): HostAnnouncement => ({
+    id: opts.hostId,
+    driver: opts.driver.kind,
+    capacity: opts.capacity ?? defaultCapacity(opts.driver.kind),
+    labels: opts.labels ?? [],
+    version: ekidenVersion(),
+    hostname: hostname(),
+    pid: process.pid,
+    startedAt,
+  });
+  const client = opts.client;
+  const fleetHost = client ? createFleetHostActivities({ client, driver: opts.driver, credentials, announcement }) : {};
+  const fleetShared = client ? createFleetSharedActivities({ client, github: opts.github }) : {};
+  const serveHost = opts.serveHost ?? true;
+  const serveShared = opts.serveShared ?? true;
+  const sharedQueue = opts.sharedTaskQueue ?? SHARED_TASK_QUEUE;
   const workers: Worker[] = [];
-  if (opts.serveHost ?? true) {
+  if (serveHost) {
     workers.push(
     await Worker.create({
       connection: opts.connection,
       namespace: opts.namespace,
       taskQueue: hostTaskQueue(opts.hostId),
-      activities: hostActivities,
+      activities: { ...hostActivities, ...fleetHost },
       interceptors: { activityInbound: opts.activityInbound ?? [] },
       shutdownGraceTime: grace,
       identity: `ekiden-host-${opts.hostId}@${process.pid}`,
@@ -71,21 +136,68 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
       await Worker.create({
         connection: opts.connection,
         namespace: opts.namespace,
-        taskQueue: opts.sharedTaskQueue ?? SHARED_TASK_QUEUE,
+        taskQueue: sharedQueue,
         workflowBundle: { codePath: opts.workflowBundlePath },
-        activities: createGitHubActivities({ github: opts.github }),
+        activities: { ...createGitHubActivities({ github: opts.github }), ...fleetShared },
         interceptors: { activityInbound: opts.activityInbound ?? [] },
         shutdownGraceTime: grace,
         identity: `ekiden-shared-${opts.hostId}@${process.pid}`,
       }),
     );
   }
+  /** Before serving: remove what a previous life of this host left behind, then say hello. */
+  const arrive = async () => {
+    if (!client) return;
+    const confirmDelayMs = opts.confirmDelayMs ?? 2_000;
+    if (serveHost) {
+      try {
+        const r = await reconcileHostNow({ client, driver: opts.driver, credentials, announcement }, confirmDelayMs);
+        log('INFO', 'reconciled at start', { host: opts.hostId, removedVms: r.removedVms, removedCredentials: r.removedCredentials });
+      } catch (err) {
+        log('WARN', 'reconciliation at start failed; the host workflow retries on schedule', { host: opts.hostId, message: (err as Error).message });
+      }
+    }
+    if (serveShared) {
+      try {
+        const removed = await reconcileGitHubNow({ client, github: opts.github }, confirmDelayMs);
+        if (removed.length > 0) log('INFO', 'removed orphan GitHub runners at start', { removed });
+      } catch (err) {
+        log('WARN', 'GitHub reconciliation at start failed', { message: (err as Error).message });
+      }
+    }
+    if (serveHost) {
+      await client.workflow.signalWithStart<typeof HostWorkflow, [HostAnnouncement]>('HostWorkflow', {
+        workflowId: hostWorkflowId(opts.hostId),
+        taskQueue: sharedQueue,
+        args: [{ id: opts.hostId, timing: opts.hostTiming }],
+        signal: 'announceHost',
+        signalArgs: [announcement()],
+      });
+    }
+  };
+
+  let arrived!: () => void;
+  const ready = new Promise<void>((resolve) => (arrived = resolve));
   return {
+    ready,
     run: async () => {
-      await Promise.all(workers.map((w) => w.run()));
+      const running = Promise.all(workers.map((w) => w.run()));
+      try {
+        await arrive();
+        arrived();
+      } catch (err) {
+        for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+        await running.catch(() => {});
+        throw err;
+      }
+      await running;
     },
     shutdown: () => {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     },
   };
+}
+
+function log(level: 'INFO' | 'WARN', msg: string, fields: Record<string, unknown>): void {
+  console.error(JSON.stringify({ level, msg, ...fields }));
 }

@@ -1,3 +1,3 @@
-// Every workflow a worker serves; bundled ahead of time into dist/workflow-bundle.js.
 export { RunnerWorkflow, runnerStatusQuery, jobAssignedSignal } from './runner.js';
-export { PoolWorkflow, poolStatusQuery, drainSignal } from './pool.js';
+export { PoolWorkflow } from './pool.js';
+export { HostWorkflow } from './host.js';

@@ -15,6 +15,7 @@ import {
   TimeoutFailure,
   defineQuery,
   defineSignal,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   proxyActivities,
@@ -22,6 +23,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
   type ActivityOptions,
+  type SignalDefinition,
 } from '@temporalio/workflow';
 import type { GitHubActivities } from '../activities/github.js';
 import type { HostActivities } from '../activities/host.js';
@@ -36,6 +38,14 @@ import {
   type RunnerWorkflowInput,
 } from '../core/runner-spec.js';
 import { RunnerPhase, SA_JOB, SA_PHASE, SA_RUNNER } from '../core/search-attributes.js';
+import {
+  hostDownSignal,
+  releaseSlotSignal,
+  retireRunnerSignal,
+  runnerEndedSignal,
+  runnerPhaseSignal,
+  type PoolRunnerPhase,
+} from './api.js';
 
 export const runnerStatusQuery = defineQuery<RunnerStatus>('runnerStatusQuery');
 /** Sent by the webhook receiver when GitHub reports the runner's job (job id for the UI). */
@@ -87,6 +97,27 @@ function failureType(err: unknown): string | undefined {
   return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
+function failureMessage(err: unknown): string {
+  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+  return cause instanceof Error ? cause.message : String(err);
+}
+
+/** Signal another workflow; a closed or missing one is not this runner's problem. */
+async function signalQuietly<Args extends unknown[]>(workflowId: string, def: SignalDefinition<Args>, ...args: Args): Promise<void> {
+  try {
+    await getExternalWorkflowHandle(workflowId).signal(def, ...args);
+  } catch (err) {
+    log.info('could not signal', { workflowId, signal: def.name, message: failureMessage(err) });
+  }
+}
+
+/** The pool's view of a runner phase (it only tells idle, busy and cleaning apart). */
+const POOL_PHASE: Partial<Record<RunnerPhase, PoolRunnerPhase>> = {
+  [RunnerPhase.Idle]: 'idle',
+  [RunnerPhase.Busy]: 'busy',
+  [RunnerPhase.Cleaning]: 'cleaning',
+};
+
 export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<RunnerResult> {
   const { spec } = input;
   const timing: RunnerTiming = { ...DEFAULT_TIMING, ...input.timing };
@@ -105,11 +136,15 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
   let jobId: string | undefined;
   let outcome: RunnerOutcome = 'failed';
   const status: RunnerStatus = { phase: RunnerPhase.Pulling, runnerName, host: spec.host, pool: spec.pool, since: Date.now() };
+  // A runner started by a pool tells it about the phases it schedules by (and its end).
+  const poolId = info.parent?.workflowId;
 
   const setPhase = (phase: RunnerPhase) => {
     status.phase = phase;
     status.since = Date.now();
     upsertSearchAttributes([{ key: SA_PHASE, value: phase }]);
+    const poolPhase = POOL_PHASE[phase];
+    if (poolId && poolPhase) void signalQuietly(poolId, runnerPhaseSignal, { workflowId: info.workflowId, phase: poolPhase });
   };
   const setJob = (id: string | undefined) => {
     if (!id || id === jobId) return;
@@ -119,11 +154,31 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
   };
   setHandler(runnerStatusQuery, () => ({ ...status }));
   setHandler(jobAssignedSignal, ({ jobId: id }) => setJob(id));
+  // The pool no longer needs this runner: give up waiting for a job (a busy runner ignores it).
+  let retire = false;
+  let idleScope: CancellationScope | undefined;
+  setHandler(retireRunnerSignal, () => {
+    retire = true;
+    idleScope?.cancel();
+  });
+  // The host stopped answering: end now, clean up on GitHub only, leave the VM to reconciliation.
+  let hostGone = false;
+  const lifecycle = new CancellationScope();
+  setHandler(hostDownSignal, () => {
+    hostGone = true;
+    lifecycle.cancel();
+  });
   upsertSearchAttributes([{ key: SA_RUNNER, value: runnerName }]);
   setPhase(RunnerPhase.Pulling);
 
   let failure: unknown;
   try {
+    await lifecycle.run(live);
+  } catch (err) {
+    failure = err;
+    outcome = hostGone ? 'host-down' : isCancellation(err) ? 'cancelled' : 'failed';
+  }
+  async function live(): Promise<void> {
     // Image and credential do not depend on each other: fetch both at once.
     credentialRequested = true;
     const [, credential] = await Promise.all([
@@ -156,21 +211,36 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     await host.launch.launchRunner({ vmName: vm, runnerName, runnerDir: spec.runnerDir });
 
     setPhase(RunnerPhase.Idle);
-    const start = await host.await.awaitJobStart({ vmName: vm, runnerDir: spec.runnerDir, idleDeadline: Date.now() + timing.idleTimeoutMs });
+    let start: Awaited<ReturnType<HostActivities['awaitJobStart']>> = { kind: 'idle-timeout' };
+    if (!retire) {
+      idleScope = new CancellationScope();
+      try {
+        start = await idleScope.run(() =>
+          host.await.awaitJobStart({ vmName: vm, runnerDir: spec.runnerDir, idleDeadline: Date.now() + timing.idleTimeoutMs }),
+        );
+      } catch (err) {
+        // Retired while waiting: the wait ended one way or another; deregistration decides.
+        if (!retire || lifecycle.consideredCancelled) throw err;
+      } finally {
+        idleScope = undefined;
+      }
+    }
     let startedAt = start.startedAt;
+    let jobLanded = false;
     if (start.kind === 'idle-timeout') {
       // Take the runner off GitHub first, so no job lands on a runner we are about to destroy.
       const removed = await github.removeRunner({ runnerId, runnerName, allowBusy: true });
       if (removed !== 'busy') {
-        outcome = 'idle-timeout';
+        outcome = retire ? 'retired' : 'idle-timeout';
         await host.cleanup.stopGuestRunner({ vmName: vm, runnerDir: spec.runnerDir });
       } else {
-        startedAt = Date.now(); // a job arrived just as we gave up on it: let it run
+        jobLanded = true; // a job arrived just as we gave up on it: let it run
+        startedAt = Date.now();
       }
     } else if (start.kind === 'runner-exited') {
       outcome = 'runner-exited';
     }
-    if (start.kind === 'job-started' || (start.kind === 'idle-timeout' && outcome !== 'idle-timeout')) {
+    if (start.kind === 'job-started' || jobLanded) {
       setJob(start.jobId);
       setPhase(RunnerPhase.Busy);
       const exit = await host.await.awaitRunnerExit({
@@ -182,9 +252,6 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       outcome = exit.kind === 'exited' ? 'completed' : 'job-timeout';
       logsCollected = exit.logsCollected;
     }
-  } catch (err) {
-    failure = err;
-    outcome = isCancellation(err) ? 'cancelled' : 'failed';
   }
 
   // Cleanup on every path. GitHub side and host side run independently: a dead host must not
@@ -204,7 +271,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     const hostSide = async () => {
       // Once a host step times out waiting for the host, the host is taken as gone: the rest
       // is left for reconciliation instead of waiting out each step's timeout in turn.
-      let hostAnswers = true;
+      let hostAnswers = !hostGone;
       const onHost = async (what: string | undefined, step: () => Promise<unknown>): Promise<boolean> => {
         if (!hostAnswers) {
           if (what) leftovers.push(what);
@@ -236,6 +303,17 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
 
   status.leftovers = leftovers;
   const result: RunnerResult = { runnerName, runnerId, vmNames, jobId, outcome, leftovers };
+  await CancellationScope.nonCancellable(async () => {
+    if (input.slot) await signalQuietly(input.slot.hostWorkflowId, releaseSlotSignal, { workflowId: info.workflowId });
+    if (poolId) {
+      await signalQuietly(poolId, runnerEndedSignal, {
+        workflowId: info.workflowId,
+        outcome,
+        failed: outcome === 'failed',
+        message: failure === undefined ? undefined : failureMessage(failure),
+      });
+    }
+  });
   if (failure !== undefined) {
     setPhase(RunnerPhase.Failed);
     log.warn('runner failed', { runner: runnerName, outcome, leftovers, type: failureType(failure) });

@@ -19,7 +19,8 @@ import { GitHubEmulator } from '../../emulator/github/server.js';
 import { installStandinRunner } from '../../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl } from '../../github/client.js';
 import { RunnerRegistry } from '../../github/runners.js';
-import { createHostWorker, type HostWorker } from '../../workers/host-worker.js';
+import { createHostWorker, type HostWorker, type HostWorkerOptions } from '../../workers/host-worker.js';
+import type { HostTiming } from '../../workflows/host.js';
 import { installRuntime } from '../../workers/logging.js';
 
 export const REPO = 'acme/app';
@@ -40,6 +41,15 @@ export function temporalSkipReason(): string | undefined {
   return undefined;
 }
 
+/** A worker that takes part in the fleet: reconciles at start, announces its host, serves slots. */
+export interface FleetWorkerOptions {
+  /** Another host id than the harness's own (several hosts in one test). */
+  hostId?: string;
+  capacity?: number;
+  labels?: string[];
+  hostTiming?: Partial<HostTiming>;
+}
+
 export interface Harness {
   dir: string;
   emulator: GitHubEmulator;
@@ -55,9 +65,17 @@ export interface Harness {
   hostId: string;
   spec(overrides?: Partial<RunnerSpec>): RunnerSpec;
   timing(overrides?: Partial<RunnerTiming>): Partial<RunnerTiming>;
-  startWorker(opts?: { driver?: VmDriver; activityInbound?: ActivityInboundCallsInterceptorFactory[]; serveHost?: boolean; serveShared?: boolean }): Promise<HostWorker>;
+  startWorker(opts?: {
+    driver?: VmDriver;
+    activityInbound?: ActivityInboundCallsInterceptorFactory[];
+    serveHost?: boolean;
+    serveShared?: boolean;
+    fleet?: FleetWorkerOptions;
+  }): Promise<HostWorker>;
   /** A worker of this harness's kind that the caller runs and stops itself. */
-  createWorker(opts: { serveHost: boolean; serveShared: boolean }): Promise<HostWorker>;
+  createWorker(opts: { serveHost: boolean; serveShared: boolean; driver?: VmDriver; fleet?: FleetWorkerOptions }): Promise<HostWorker>;
+  /** The shared task queue of this harness (workflows and GitHub activities). */
+  taskQueue: string;
   stopWorker(): Promise<void>;
   close(): Promise<void>;
 }
@@ -106,6 +124,18 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
   const registry = new RunnerRegistry(createOctokit({ apiUrl: url, auth: { kind: 'token', token: TOKEN }, scope, writeSpacingMs: 0 }), scope);
   let worker: HostWorker | undefined;
   let running: Promise<void> | undefined;
+  const fleetOptions = (f: FleetWorkerOptions | undefined): Partial<HostWorkerOptions> =>
+    f
+      ? {
+          client,
+          hostId: f.hostId ?? hostId,
+          ...(f.hostId ? { dataDir: join(dir, `host-${f.hostId}`) } : {}),
+          capacity: f.capacity,
+          labels: f.labels,
+          hostTiming: { pingIntervalMs: 500, downAfterMs: 3_000, confirmDelayMs: 200, ...f.hostTiming },
+          confirmDelayMs: 200,
+        }
+      : {};
 
   const h: Harness = {
     dir,
@@ -120,6 +150,7 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
     connection,
     nativeConnection,
     hostId,
+    taskQueue: `ekiden-${hostId}`,
     spec: (o) => ({
       pool: 'test',
       host: hostId,
@@ -136,7 +167,6 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
         connection: nativeConnection,
         namespace: 'default',
         hostId,
-        driver,
         github: registry,
         githubRunnerUrl: scopeWebUrl(url, scope),
         dataDir: join(dir, 'host'),
@@ -144,7 +174,10 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
         pollIntervalMs: 200,
         shutdownGraceMs: 2_000,
         sharedTaskQueue: `ekiden-${hostId}`,
-        ...o,
+        serveHost: o.serveHost,
+        serveShared: o.serveShared,
+        driver: o.driver ?? driver,
+        ...fleetOptions(o.fleet),
       });
     },
     async startWorker(o = {}) {
@@ -164,6 +197,7 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
         serveShared: o.serveShared,
         // Shared queue per harness too, so test files never steal each other's tasks.
         sharedTaskQueue: `ekiden-${hostId}`,
+        ...fleetOptions(o.fleet),
       });
       running = worker.run();
       return worker;

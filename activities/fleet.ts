@@ -1,0 +1,159 @@
+/**
+ * Fleet activities: host slots, host liveness and reconciliation. They talk to Temporal
+ * itself (updates on HostWorkflows, visibility queries), so the worker hands them a Client.
+ *
+ * Ownership is decided one way everywhere: a VM `ekiden-<pool>-<token>-<n>` or a GitHub
+ * runner `ekiden-<pool>-<token>` belongs to the open RunnerWorkflow whose run id hashes to
+ * `<token>`. Anything whose name does not parse as Ekiden's is never touched.
+ */
+import { Context, log } from '@temporalio/activity';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { hostname } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import { hostWorkflowId, parseRunnerName, parseVmName, runToken } from '../core/names.js';
+import type { VmDriver } from '../drivers/types.js';
+import type { RunnerRegistry } from '../github/runners.js';
+import type { CredentialStore } from '../host/credential-store.js';
+import { acquireSlotUpdate, type HostAnnouncement } from '../workflows/api.js';
+import { classified } from './failures.js';
+
+const OPEN_RUNNERS = "WorkflowType = 'RunnerWorkflow' AND ExecutionStatus = 'Running'";
+
+/** Tokens of every open RunnerWorkflow: what Ekiden currently owns. */
+export async function ownedRunnerTokens(client: Client): Promise<Set<string>> {
+  const owned = new Set<string>();
+  for await (const wf of client.workflow.list({ query: OPEN_RUNNERS })) owned.add(runToken(wf.runId));
+  return owned;
+}
+
+/**
+ * Candidates that stay unowned across two looks at visibility `confirmDelayMs` apart: a
+ * runner that started between the listing and the first look is owned by the second.
+ */
+async function unowned<T>(client: Client, items: T[], tokenOf: (item: T) => string | undefined, confirmDelayMs: number): Promise<T[]> {
+  const parsed = items.filter((i) => tokenOf(i) !== undefined);
+  if (parsed.length === 0) return [];
+  let owned = await ownedRunnerTokens(client);
+  let orphans = parsed.filter((i) => !owned.has(tokenOf(i)!));
+  if (orphans.length === 0) return [];
+  if (confirmDelayMs > 0) await delay(confirmDelayMs);
+  owned = await ownedRunnerTokens(client);
+  orphans = orphans.filter((i) => !owned.has(tokenOf(i)!));
+  return orphans;
+}
+
+export interface ReconcileHostResult {
+  removedVms: string[];
+  removedCredentials: string[];
+}
+
+export interface FleetHostDeps {
+  client: Client;
+  driver: VmDriver;
+  credentials: CredentialStore;
+  announcement: () => HostAnnouncement;
+}
+
+/** Removes this host's VMs and credential files that no open RunnerWorkflow owns. */
+export async function reconcileHostNow(deps: FleetHostDeps, confirmDelayMs: number): Promise<ReconcileHostResult> {
+  const vms = await deps.driver.list();
+  const orphanVms = await unowned(deps.client, vms, (vm) => parseVmName(vm.name)?.token, confirmDelayMs);
+  const removedVms: string[] = [];
+  for (const vm of orphanVms) {
+    await deps.driver.stop({ name: vm.name, timeoutMs: 10_000 });
+    await deps.driver.delete({ name: vm.name });
+    removedVms.push(vm.name);
+  }
+  const keys = await deps.credentials.keys();
+  const orphanKeys = await unowned(deps.client, keys, (k) => parseRunnerName(k)?.token, confirmDelayMs);
+  for (const key of orphanKeys) await deps.credentials.delete(key);
+  if (removedVms.length + orphanKeys.length > 0) {
+    log.info('reconciled host', { removedVms, removedCredentials: orphanKeys });
+  }
+  return { removedVms, removedCredentials: orphanKeys };
+}
+
+/** Activities on the host's own queue: they prove the host answers and clean what it holds. */
+export function createFleetHostActivities(deps: FleetHostDeps) {
+  return {
+    async pingHost(): Promise<HostAnnouncement> {
+      return deps.announcement();
+    },
+    async reconcileHost(args: { confirmDelayMs: number }): Promise<ReconcileHostResult> {
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(), 1_000);
+      try {
+        return await classified(() => reconcileHostNow(deps, args.confirmDelayMs));
+      } finally {
+        clearInterval(beat);
+      }
+    },
+  };
+}
+
+export interface FleetSharedDeps {
+  client: Client;
+  github: RunnerRegistry;
+}
+
+export type SlotGrant = { granted: true } | { granted: false; reason: string };
+
+/** Removes GitHub runners named like Ekiden's that are offline and owned by no open RunnerWorkflow. */
+export async function reconcileGitHubNow(deps: FleetSharedDeps, confirmDelayMs: number): Promise<string[]> {
+  const runners = (await deps.github.listRunners()).filter((r) => r.status === 'offline' && !r.busy);
+  const orphans = await unowned(deps.client, runners, (r) => parseRunnerName(r.name)?.token, confirmDelayMs);
+  const removed: string[] = [];
+  for (const r of orphans) {
+    const result = await deps.github.removeRunner(r.id);
+    if (result !== 'busy') removed.push(r.name);
+  }
+  if (removed.length > 0) log.info('reconciled GitHub runners', { removed });
+  return removed;
+}
+
+/** Activities any worker may run (shared queue). */
+export function createFleetSharedActivities(deps: FleetSharedDeps) {
+  return {
+    /** Take a VM slot on a host for a runner; a full, down or unknown host says why. */
+    async acquireHostSlot(args: { host: string; workflowId: string; pool: string }): Promise<SlotGrant> {
+      try {
+        await deps.client.workflow
+          .getHandle(hostWorkflowId(args.host))
+          .executeUpdate(acquireSlotUpdate, { args: [{ workflowId: args.workflowId, pool: args.pool }] });
+        return { granted: true };
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) {
+          return { granted: false, reason: `host ${args.host} has not announced itself (is its worker running?)` };
+        }
+        if (err instanceof WorkflowUpdateFailedError) {
+          return { granted: false, reason: err.cause?.message ?? err.message };
+        }
+        throw err;
+      }
+    },
+    /** Which of these workflows are closed or do not exist (a missed end signal must not hold a slot). */
+    async closedWorkflows(args: { workflowIds: string[] }): Promise<string[]> {
+      const closed: string[] = [];
+      for (const id of args.workflowIds) {
+        try {
+          const d = await deps.client.workflow.getHandle(id).describe();
+          if (d.status.name !== 'RUNNING') closed.push(id);
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) closed.push(id);
+          else throw err;
+        }
+      }
+      return closed;
+    },
+    async reconcileGitHub(args: { confirmDelayMs: number }): Promise<string[]> {
+      return classified(() => reconcileGitHubNow(deps, args.confirmDelayMs));
+    },
+  };
+}
+
+export type FleetHostActivities = ReturnType<typeof createFleetHostActivities>;
+export type FleetSharedActivities = ReturnType<typeof createFleetSharedActivities>;
+
+export function localHostname(): string {
+  return hostname();
+}
