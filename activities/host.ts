@@ -3,17 +3,20 @@
  * clone, boot, runner launch over SSH, waiting for the job, logs, stop and delete.
  * Thin adapters over the VmDriver, the SSH module and the GitHub client; each is safe to
  * run twice. Secrets stay on the host (CredentialStore) and never leave an activity.
+ * Every SSH connection pins the guest's host key: the driver's fingerprint, or for drivers
+ * that cannot know it (Tart) the one the VM's first connection saw (HostKeyPins, per VM).
  */
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FailureType } from '../core/failures.js';
 import { KeyedLock } from '../core/keyed-lock.js';
 import { DriverError, type SshEndpoint, type VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
-import { waitForSsh } from '../ssh/client.js';
+import { HostKeyPins } from '../host/host-keys.js';
+import { SshError, waitForSsh } from '../ssh/client.js';
 import { collectDiag, launchRunner as sshLaunchRunner, runnerStatus, stopRunner } from '../ssh/runner.js';
 import { bootTimeout, classified } from './failures.js';
 
@@ -29,6 +32,11 @@ export interface HostActivityDeps {
   logsDir: string;
   /** How often the await activities look at the guest. */
   pollIntervalMs?: number;
+  /**
+   * Per-VM SSH host key pins, for drivers that cannot tell a guest's host key up front (Tart).
+   * Default: `host-keys` next to logsDir (both in the host's data dir).
+   */
+  hostKeysDir?: string;
 }
 
 export type CredentialMode = 'jit' | 'registration-token';
@@ -79,9 +87,39 @@ export function createHostActivities(deps: HostActivityDeps) {
   /** Every host step heartbeats while it runs (guests can be slow) and converts failures. */
   const step = <T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> => classified(() => heartbeatEvery(beat, fn));
 
-  async function endpointFor(vmName: string, signal: AbortSignal) {
-    return driver.sshEndpoint({ name: vmName, timeoutMs: 10_000, signal });
+  const hostKeys = new HostKeyPins(deps.hostKeysDir ?? join(dirname(deps.logsDir), 'host-keys'));
+
+  /**
+   * The endpoint with the VM's host key pinned: the driver's fingerprint when it knows it,
+   * else the one the VM's first connection recorded (bootVm's; made here when there is none).
+   */
+  async function endpointFor(vmName: string, signal: AbortSignal): Promise<SshEndpoint> {
+    const endpoint = await withPin(vmName, await driver.sshEndpoint({ name: vmName, timeoutMs: 10_000, signal }));
+    if (endpoint.hostKeySha256) return endpoint;
+    const { hostKeySha256 } = await waitForSsh({ endpoint, timeoutMs: 30_000, signal, intervalMs: Math.min(poll, 250) });
+    await hostKeys.pin(vmName, hostKeySha256);
+    return { ...endpoint, hostKeySha256 };
   }
+
+  /** Adds the VM's recorded pin to an endpoint whose driver gave no fingerprint. */
+  async function withPin(vmName: string, endpoint: SshEndpoint): Promise<SshEndpoint> {
+    if (endpoint.hostKeySha256) return endpoint;
+    const pinned = await hostKeys.get(vmName);
+    return pinned ? { ...endpoint, hostKeySha256: pinned } : endpoint;
+  }
+
+  /** SSH only knows the address: a host key mismatch names the VM too. */
+  function namingVm<T>(vmName: string, run: Promise<T>): Promise<T> {
+    return run.catch((err: unknown) => {
+      if (err instanceof SshError && err.code === 'host-key-mismatch' && !err.message.startsWith(`VM ${vmName}`)) {
+        throw new SshError(err.code, `VM ${vmName}: ${err.message}`, { cause: err });
+      }
+      throw err;
+    });
+  }
+
+  /** A host step that talks to the VM's guest over SSH. */
+  const vmStep = <T>(vmName: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> => step((signal) => namingVm(vmName, fn(signal)));
 
   return {
     /** Make sure the image is cached on this host; pulls when missing or its digest differs. */
@@ -128,7 +166,11 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     async cloneVm(args: { image: string; vmName: string; cpu?: number; memoryMb?: number }): Promise<void> {
       return classified(async () => {
-        await heartbeatEvery(beat, (signal) => driver.clone({ image: args.image, name: args.vmName, cpu: args.cpu, memoryMb: args.memoryMb, signal })).catch(
+        await heartbeatEvery(beat, async (signal) => {
+          // A pin left by an earlier VM of this name (removed behind our back) is not this VM's.
+          if (!(await driver.get({ name: args.vmName, signal }))) await hostKeys.forget(args.vmName);
+          await driver.clone({ image: args.image, name: args.vmName, cpu: args.cpu, memoryMb: args.memoryMb, signal });
+        }).catch(
           (err: unknown) => {
             if (err instanceof DriverError && err.code === 'not-found') {
               throw ApplicationFailure.nonRetryable(`image ${args.image} is not cached on host ${deps.hostId}: ${err.message}`, FailureType.ImageNotFound);
@@ -146,10 +188,12 @@ export function createHostActivities(deps: HostActivityDeps) {
         const started = Date.now();
         await heartbeatEvery(beat, async (signal) => {
           await driver.start({ name: args.vmName, signal });
-          const endpoint = await driver.sshEndpoint({ name: args.vmName, timeoutMs: args.bootTimeoutMs, signal });
+          const endpoint = await withPin(args.vmName, await driver.sshEndpoint({ name: args.vmName, timeoutMs: args.bootTimeoutMs, signal }));
           const left = Math.max(1_000, args.bootTimeoutMs - (Date.now() - started));
           // Connection attempts are cheap; polling often keeps boot → ready tight.
-          await waitForSsh({ endpoint, timeoutMs: left, signal, intervalMs: Math.min(poll, 250) });
+          const seen = await namingVm(args.vmName, waitForSsh({ endpoint, timeoutMs: left, signal, intervalMs: Math.min(poll, 250) }));
+          // No fingerprint from the driver and none recorded: this first connection pins it.
+          if (!endpoint.hostKeySha256) await hostKeys.pin(args.vmName, seen.hostKeySha256);
         }).catch((err: unknown) => {
           throw bootTimeout(args.vmName, err);
         });
@@ -161,7 +205,7 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     /** Start the runner in the guest, detached from the SSH session. Never starts a second one. */
     async launchRunner(args: { vmName: string; runnerName: string; runnerDir: string }): Promise<{ alreadyRunning: boolean }> {
-      return classified(() => heartbeatEvery(beat, async (signal) => {
+      return vmStep(args.vmName, async (signal) => {
         const endpoint = await endpointFor(args.vmName, signal);
         const credential = await deps.credentials.get(args.runnerName);
         if (!credential) {
@@ -172,52 +216,48 @@ export function createHostActivities(deps: HostActivityDeps) {
         const res = await sshLaunchRunner({ endpoint, runnerDir: args.runnerDir, credential, signal });
         log.info('runner launched', { host: deps.hostId, vm: args.vmName, runner: args.runnerName, pid: res.pid });
         return { alreadyRunning: res.alreadyRunning || res.alreadyLaunched };
-      }));
+      });
     },
 
     /** Wait until the runner takes a job, exits, or the idle deadline passes. Heartbeats. */
     async awaitJobStart(args: { vmName: string; runnerDir: string; idleDeadline: number }): Promise<AwaitJobStartResult> {
-      return classified(() =>
-        heartbeatEvery(beat, async (signal) => {
-          for (;;) {
-            const endpoint = await endpointForRunning(args.vmName, signal);
-            const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
-            if (st.jobStarted) return { kind: 'job-started', jobId: st.jobId, startedAt: st.jobStartedAt ?? Date.now() };
-            if (st.launched && !st.running) return { kind: 'runner-exited' };
-            if (Date.now() >= args.idleDeadline) return { kind: 'idle-timeout' };
-            await sleep(Math.min(poll, Math.max(0, args.idleDeadline - Date.now())), signal);
-          }
-        }),
-      );
+      return vmStep(args.vmName, async (signal): Promise<AwaitJobStartResult> => {
+        for (;;) {
+          const endpoint = await endpointForRunning(args.vmName, signal);
+          const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
+          if (st.jobStarted) return { kind: 'job-started', jobId: st.jobId, startedAt: st.jobStartedAt ?? Date.now() };
+          if (st.launched && !st.running) return { kind: 'runner-exited' };
+          if (Date.now() >= args.idleDeadline) return { kind: 'idle-timeout' };
+          await sleep(Math.min(poll, Math.max(0, args.idleDeadline - Date.now())), signal);
+        }
+      });
     },
 
     /** Wait until the runner process exits (its one job done) or the job deadline passes. */
     async awaitRunnerExit(args: { vmName: string; runnerName: string; runnerDir: string; jobDeadline: number }): Promise<AwaitRunnerExitResult> {
-      return classified(() =>
-        heartbeatEvery(beat, async (signal) => {
-          for (;;) {
-            const endpoint = await endpointForRunning(args.vmName, signal);
-            const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
-            const done = st.launched && !st.running;
-            const timedOut = !done && Date.now() >= args.jobDeadline;
-            if (timedOut) await stopRunner({ endpoint, runnerDir: args.runnerDir, signal });
-            if (done || timedOut) {
-              // The runner is finished: keep its logs now, while we hold the connection.
-              const logs = await saveDiag(endpoint, args.runnerName, args.runnerDir, signal).catch((err: unknown) => {
-                log.warn('could not collect runner logs', { vm: args.vmName, error: (err as Error).message });
-                return undefined;
-              });
-              return { kind: done ? 'exited' : 'job-timeout', exitCode: st.exitCode, logsCollected: logs !== undefined };
-            }
-            await sleep(Math.min(poll, Math.max(0, args.jobDeadline - Date.now())), signal);
+      return vmStep(args.vmName, async (signal): Promise<AwaitRunnerExitResult> => {
+        for (;;) {
+          const endpoint = await endpointForRunning(args.vmName, signal);
+          const st = await runnerStatus({ endpoint, runnerDir: args.runnerDir, signal });
+          const done = st.launched && !st.running;
+          const timedOut = !done && Date.now() >= args.jobDeadline;
+          if (timedOut) await stopRunner({ endpoint, runnerDir: args.runnerDir, signal });
+          if (done || timedOut) {
+            // The runner is finished: keep its logs now, while we hold the connection.
+            const logs = await saveDiag(endpoint, args.runnerName, args.runnerDir, signal).catch((err: unknown) => {
+              log.warn('could not collect runner logs', { vm: args.vmName, error: (err as Error).message });
+              return undefined;
+            });
+            return { kind: done ? 'exited' : 'job-timeout', exitCode: st.exitCode, logsCollected: logs !== undefined };
           }
-        }),
-      );
+          await sleep(Math.min(poll, Math.max(0, args.jobDeadline - Date.now())), signal);
+        }
+      });
     },
 
     /** Stop the runner process (idle recycle after GitHub forgot it). */
     async stopGuestRunner(args: { vmName: string; runnerDir: string }): Promise<void> {
-      return step(async (signal) => {
+      return vmStep(args.vmName, async (signal) => {
         const vm = await driver.get({ name: args.vmName, signal });
         if (vm?.state !== 'running') return;
         await stopRunner({ endpoint: await endpointFor(args.vmName, signal), runnerDir: args.runnerDir, signal });
@@ -226,7 +266,7 @@ export function createHostActivities(deps: HostActivityDeps) {
 
     /** Copy the guest's runner `_diag` logs to the host before the VM goes away (best effort). */
     async collectRunnerLogs(args: { vmName: string; runnerName: string; runnerDir: string }): Promise<{ files: string[]; dir?: string }> {
-      return step(async (signal) => {
+      return vmStep(args.vmName, async (signal) => {
         const vm = await driver.get({ name: args.vmName, signal });
         if (vm?.state !== 'running') return { files: [] };
         return saveDiag(await endpointFor(args.vmName, signal), args.runnerName, args.runnerDir, signal);
@@ -239,6 +279,7 @@ export function createHostActivities(deps: HostActivityDeps) {
         await heartbeatEvery(beat, async (signal) => {
           await driver.stop({ name: args.vmName, timeoutMs: args.stopTimeoutMs, signal });
           await driver.delete({ name: args.vmName, signal });
+          await hostKeys.forget(args.vmName);
         });
         log.info('vm deleted', { host: deps.hostId, vm: args.vmName });
       });

@@ -2,6 +2,8 @@
  * SSH into guests (every driver, real VMs): connect with a pinned host key, wait for a
  * booting guest's SSH server, run commands. Built on ssh2; every call opens its own
  * connection and closes it, so nothing outlives the call but the remote processes.
+ * An endpoint without `hostKeySha256` accepts any host key: callers pin the key the first
+ * connection saw (waitForSsh returns it; see host/host-keys.ts) and pass it from then on.
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -86,9 +88,11 @@ function connect(endpoint: SshEndpoint, timeoutMs: number, signal?: AbortSignal)
     client.on('error', (err: Error & { level?: string; code?: string }) => {
       if (mismatch) {
         finish(
-          new SshError('host-key-mismatch', `ssh ${where(endpoint)}: host key ${seenKey} is not the pinned one`, {
-            cause: err,
-          }),
+          new SshError(
+            'host-key-mismatch',
+            `ssh ${where(endpoint)}: host key ${seenKey} is not the one pinned for this VM (${endpoint.hostKeySha256}); refusing to connect`,
+            { cause: err },
+          ),
         );
       } else if (err.level === 'client-authentication') {
         finish(new SshError('auth', `ssh ${where(endpoint)}: authentication failed`, { cause: err }));
