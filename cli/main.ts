@@ -1,17 +1,34 @@
 /**
- * The `ekiden` command. Verbs: `up` (the embedded one-machine default) and `worker` (a host
- * worker from a config file). Invalid arguments exit 2 with a one-line reason.
+ * The `ekiden` command. Verbs: `up` (the embedded one-machine default), `worker` (a host
+ * worker from a config file), `webhook` (the GitHub webhook receiver), and the operator verbs
+ * `pool …`, `status`, `runners`, `hosts` (cli/fleet.ts). Invalid arguments exit 2 with a
+ * one-line reason.
  */
 import { parseArgs } from 'node:util';
-import { runWorkerFromConfig } from '../workers/main.js';
-import { up, type UpOptions } from './up.js';
+import { UsageError } from './errors.js';
+import { FLEET_USAGE, fleetCommand, type CliIo } from './fleet.js';
+import type { UpOptions } from './up.js';
+
+export { UsageError } from './errors.js';
 
 const USAGE = `usage:
   ekiden up [--driver qemu|tart|fake] [--jobs N] [--data-dir DIR] [--pool-size N] [--labels a,b]
-  ekiden worker --config FILE`;
+  ekiden worker --config FILE [--host ID]
+  ekiden webhook …               the GitHub webhook receiver
+${FLEET_USAGE}`;
 
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
+/** Kept in a variable so the compiler does not require the module to exist at build time. */
+const WEBHOOK_COMMAND_MODULE = '../webhooks/command.js';
+
+type WebhookModule = { webhookCommand(argv: string[], env: Record<string, string | undefined>): Promise<number> };
+
+function defaultIo(): CliIo {
+  return {
+    env: process.env,
+    out: (text) => process.stdout.write(`${text}\n`),
+    err: (text) => process.stderr.write(`${text}\n`),
+    now: () => Date.now(),
+  };
 }
 
 function positiveInt(name: string, value: string | undefined, min: number): number | undefined {
@@ -53,22 +70,44 @@ export function parseUpArgs(argv: string[]): UpOptions {
   };
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Runs `ekiden ARGV…` and returns the exit code. `io` replaces the environment and the output streams (tests). */
+export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
+  const cli: CliIo = { ...defaultIo(), ...io };
   const [verb, ...rest] = argv;
   try {
     switch (verb) {
-      case 'up':
-        return await up(parseUpArgs(rest), process.env);
-      case 'worker': {
-        const { values } = parseArgs({ args: rest, strict: true, options: { config: { type: 'string' } } });
-        if (!values.config) throw new UsageError('worker: --config FILE is required');
-        return await runWorkerFromConfig(values.config, process.env);
+      case 'up': {
+        // Loaded on use: the operator verbs start fast without the worker and driver code.
+        const options = parseUpArgs(rest);
+        const { up } = await import('./up.js');
+        return await up(options, cli.env);
       }
+      case 'worker': {
+        const { values } = parseArgs({ args: rest, strict: true, options: { config: { type: 'string' }, host: { type: 'string' } } });
+        if (!values.config) throw new UsageError('worker: --config FILE is required');
+        const { runWorkerFromConfig } = await import('../workers/main.js');
+        return await runWorkerFromConfig(values.config, cli.env, values.host);
+      }
+      case 'webhook': {
+        let mod: WebhookModule;
+        try {
+          mod = (await import(WEBHOOK_COMMAND_MODULE)) as WebhookModule;
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /webhooks[\\/]command/.test((err as Error).message)) throw new Error('webhook: the webhook receiver is not part of this build');
+          throw err;
+        }
+        return await mod.webhookCommand(rest, cli.env);
+      }
+      case 'pool':
+      case 'status':
+      case 'runners':
+      case 'hosts':
+        return await fleetCommand(verb, rest, cli);
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        console.log(USAGE);
+        (verb === undefined ? cli.err : cli.out)(USAGE);
         return verb === undefined ? 2 : 0;
       default:
         throw new UsageError(`unknown command "${verb}"; try \`ekiden help\``);
@@ -76,10 +115,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      console.error(`ekiden: ${(err as Error).message.split('\n')[0]}`);
+      cli.err(`ekiden: ${(err as Error).message.split('\n')[0]}`);
       return 2;
     }
-    console.error(`ekiden: ${(err as Error).message}`);
+    cli.err(`ekiden: ${(err as Error).message}`);
     return 1;
   }
 }

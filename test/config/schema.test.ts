@@ -23,6 +23,20 @@ describe('worker config', () => {
     expect(c.temporal.taskQueue).toBe('ekiden');
   });
 
+  it('fills in capacity per driver and labels for the host announcement', () => {
+    expect(parseWorkerConfig(valid, env).host).toEqual({ id: 'mac-mini-1', dataDir: '/var/lib/ekiden', capacity: 4, labels: [] });
+    const tart = { ...valid, host: { ...valid.host, labels: ['macos', 'arm64'] }, driver: { kind: 'tart', root: '/vms' } };
+    expect(parseWorkerConfig(tart, env).host).toMatchObject({ capacity: 2, labels: ['macos', 'arm64'] });
+    const qemu = { ...valid, driver: { kind: 'qemu', root: '/vms', imagesDir: '/images' } };
+    expect(parseWorkerConfig(qemu, env).host.capacity).toBeUndefined();
+    expect(parseWorkerConfig({ ...qemu, host: { ...valid.host, capacity: 3 } }, env).host.capacity).toBe(3);
+  });
+
+  it('accepts --host naming its own host, refuses another', () => {
+    expect(parseWorkerConfig(valid, env, { hostId: 'mac-mini-1' }).host.id).toBe('mac-mini-1');
+    expect(() => parseWorkerConfig(valid, env, { hostId: 'mac-mini-2' })).toThrow(/^--host: "mac-mini-2" is not this file's host \("mac-mini-1"\)/);
+  });
+
   it.each([
     ['host.id', without(['host', 'id']), env, /^host\.id: .*give the host a short name/],
     ['host.dataDir', without(['host', 'dataDir']), env, /^host\.dataDir: /],
@@ -36,6 +50,11 @@ describe('worker config', () => {
     ['auth missing', { ...valid, github: { scope: 'org:acme', auth: {} } }, env, /^github\.auth: set tokenEnv/],
     ['app key file', { ...valid, github: { scope: 'org:acme', auth: { appId: 1, installationId: 2, privateKeyFile: '/nonexistent.pem' } } }, env, /^github\.auth\.privateKeyFile: cannot read/],
     ['testing hook', { ...valid, testing: { pauseAfter: [1] } }, env, /^testing\.pauseAfter: /],
+    ['unknown host key', { ...valid, host: { ...valid.host, dataDri: '/x' } }, env, /^host\.dataDri: unknown field; did you mean dataDir\?$/],
+    ['driver inside host', { ...valid, host: { ...valid.host, driver: valid.driver } }, env, /^host\.driver: unknown field/],
+    ['host capacity', { ...valid, host: { ...valid.host, capacity: 'two' } }, env, /^host\.capacity: "two" is not a whole number ≥ 1/],
+    ['tart password env', { ...valid, driver: { kind: 'tart', root: '/x', passwordEnv: 'TART_PASSWORD' } }, env, /^driver\.passwordEnv: environment variable TART_PASSWORD is empty/],
+    ['unknown top-level key', { ...valid, githbu: {} }, env, /^githbu: unknown field; did you mean github\?$/],
   ])('names the field and the fix: %s', (_name, raw, e, message) => {
     expect(() => parseWorkerConfig(raw, e)).toThrow(ConfigError);
     expect(() => parseWorkerConfig(raw, e)).toThrow(message);

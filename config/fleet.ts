@@ -1,0 +1,450 @@
+/**
+ * The fleet config file: one document describing the Temporal connection, GitHub, the webhook
+ * receiver, the hosts and the pools. Parsed once, at the edge, into validated settings; every
+ * error names the field path (`pools[1].max`) and the fix. Secrets are never in the file, only
+ * the names of the environment variables or files holding them; they are read later, by the
+ * process that needs them (resolveGitHub, resolveDriver, resolveWebhookSecret).
+ */
+import { readFileSync } from 'node:fs';
+import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
+import { DEFAULT_TIMING, type RunnerTiming } from '../core/runner-spec.js';
+import type { DriverSettings } from '../drivers/index.js';
+import type { GitHubAuth, GitHubScope, GitHubSettings } from '../github/client.js';
+import type { DriverKind, PoolConfig } from '../workflows/api.js';
+import { at, ConfigError, describe, obj, onlyKeys, optBool, optInt, optNum, optObj, optStr, str, strList } from './fields.js';
+
+export { ConfigError } from './fields.js';
+
+type Env = Record<string, string | undefined>;
+
+export interface TemporalSettings {
+  address: string;
+  namespace: string;
+  /** Task queue of the shared (any-worker) work, the pools' workflows included. */
+  taskQueue: string;
+}
+
+export type GitHubAuthRef =
+  | { kind: 'token'; tokenEnv: string }
+  | { kind: 'app'; appId: number; installationId: number; privateKeyFile: string };
+
+export interface GitHubConfig {
+  apiUrl: string;
+  scope: GitHubScope;
+  auth: GitHubAuthRef;
+  writeSpacingMs?: number;
+}
+
+export interface WebhookConfig {
+  port: number;
+  /** Environment variable holding the webhook secret. */
+  secretEnv: string;
+  /** Listen address; the receiver's default when absent. */
+  host?: string;
+  /** Largest request body accepted; the receiver's default when absent. */
+  maxBodyBytes?: number;
+}
+
+type TartSettings = Extract<DriverSettings, { kind: 'tart' }>;
+/** Driver settings as written in the file: secrets by environment variable name. */
+export type DriverConfig =
+  | Exclude<DriverSettings, TartSettings>
+  | (Omit<TartSettings, 'password' | 'registryPassword'> & { passwordEnv?: string; registryPasswordEnv?: string });
+
+export interface HostConfig {
+  id: string;
+  dataDir: string;
+  /** VMs at once; absent for qemu, whose worker computes it from its CPUs (see defaultCapacity). */
+  capacity?: number;
+  labels: string[];
+  driver: DriverConfig;
+  pollIntervalMs?: number;
+  shutdownGraceMs?: number;
+}
+
+export interface FleetConfig {
+  temporal: TemporalSettings;
+  github?: GitHubConfig;
+  webhook?: WebhookConfig;
+  hosts: HostConfig[];
+  pools: PoolConfig[];
+  /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
+  testing?: { pauseAfter: string[] };
+}
+
+export const DEFAULT_WEBHOOK_PORT = 8088;
+export const DEFAULT_WEBHOOK_SECRET_ENV = 'EKIDEN_WEBHOOK_SECRET';
+
+/** VMs a host runs at once when its config does not say: tart 2 (Apple's limit), qemu half the CPUs (at least 1), fake 4. */
+export function defaultCapacity(kind: DriverKind, cpuCount: number): number {
+  switch (kind) {
+    case 'tart':
+      return 2;
+    case 'fake':
+      return 4;
+    case 'qemu':
+      return Math.max(1, Math.floor(cpuCount / 2));
+  }
+}
+
+function slug(field: string, value: string): string {
+  try {
+    assertSlug(field, value);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  return value;
+}
+
+// ───────────────────────────── sections ─────────────────────────────
+
+export const DEFAULT_TEMPORAL_PORT = 7233;
+
+/** `host:port`, `[v6]:port` or a bare host (port 7233, as the SDK assumes); undefined when malformed. */
+export function splitAddress(address: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(address);
+  if (!m) return undefined;
+  const port = m[3] === undefined ? DEFAULT_TEMPORAL_PORT : Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export function parseTemporal(raw: unknown, env: Env): TemporalSettings {
+  const t = obj(raw ?? {}, 'temporal');
+  onlyKeys(t, ['address', 'namespace', 'taskQueue'], 'temporal');
+  const address = optStr(t, 'address', 'temporal', 'write HOST:PORT, e.g. "temporal.example.com:7233"');
+  if (address !== undefined && !splitAddress(address)) throw new ConfigError(`temporal.address: "${address}" is not HOST:PORT; write e.g. "temporal.example.com:7233"`);
+  return {
+    address: address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    namespace: optStr(t, 'namespace', 'temporal', 'write a namespace name, e.g. "default"') ?? env.TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: optStr(t, 'taskQueue', 'temporal', `write a task queue name; the default is "${SHARED_TASK_QUEUE}"`) ?? SHARED_TASK_QUEUE,
+  };
+}
+
+/** `repo:owner/name`, `org:name` or `enterprise:slug`. */
+export function parseScope(value: string, field: string): GitHubScope {
+  const m = /^(repo|org|enterprise):(.+)$/.exec(value);
+  if (m?.[1] === 'repo') {
+    const [owner, repo, ...rest] = m[2]!.split('/');
+    if (owner && repo && rest.length === 0) return { kind: 'repo', owner, repo };
+  } else if (m?.[1] === 'org' && /^[\w.-]+$/.test(m[2]!)) {
+    return { kind: 'org', org: m[2]! };
+  } else if (m?.[1] === 'enterprise' && /^[\w.-]+$/.test(m[2]!)) {
+    return { kind: 'enterprise', enterprise: m[2]! };
+  }
+  throw new ConfigError(`${field}: "${value}" is not a scope; write repo:OWNER/REPO, org:ORG or enterprise:SLUG`);
+}
+
+export function parseGitHub(raw: unknown): GitHubConfig {
+  const g = obj(raw, 'github', 'write e.g. { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }');
+  onlyKeys(g, ['apiUrl', 'scope', 'auth', 'writeSpacingMs'], 'github');
+  const scope = parseScope(str(g, 'scope', 'github', 'write repo:OWNER/REPO or org:ORG'), 'github.scope');
+  const apiUrl = optStr(g, 'apiUrl', 'github') ?? 'https://api.github.com';
+  try {
+    new URL(apiUrl);
+  } catch {
+    throw new ConfigError(`github.apiUrl: "${apiUrl}" is not a URL; use https://api.github.com or https://HOST/api/v3`);
+  }
+  const a = obj(g.auth, 'github.auth', 'set tokenEnv (name of the env var with a PAT) or appId, installationId and privateKeyFile');
+  onlyKeys(a, ['tokenEnv', 'appId', 'installationId', 'privateKeyFile'], 'github.auth');
+  let auth: GitHubAuthRef;
+  if (a.tokenEnv !== undefined) {
+    const tokenEnv = str(a, 'tokenEnv', 'github.auth', 'name the environment variable holding the token, e.g. GITHUB_TOKEN');
+    if (a.appId !== undefined) throw new ConfigError('github.auth: set either tokenEnv or appId, not both');
+    auth = { kind: 'token', tokenEnv };
+  } else if (a.appId !== undefined) {
+    const appId = Number(a.appId);
+    const installationId = Number(a.installationId);
+    if (!Number.isInteger(appId)) throw new ConfigError('github.auth.appId: must be the numeric App id');
+    if (!Number.isInteger(installationId)) throw new ConfigError('github.auth.installationId: must be the numeric installation id');
+    const privateKeyFile = str(a, 'privateKeyFile', 'github.auth', 'point it at the App private key (.pem)');
+    auth = { kind: 'app', appId, installationId, privateKeyFile };
+  } else {
+    throw new ConfigError('github.auth: set tokenEnv (name of the env var with a PAT) or appId, installationId and privateKeyFile');
+  }
+  return { apiUrl, scope, auth, writeSpacingMs: optNum(g, 'writeSpacingMs', 'github') };
+}
+
+/** The GitHub settings with their secret read from the environment or the key file. */
+export function resolveGitHub(config: GitHubConfig, env: Env): GitHubSettings {
+  let auth: GitHubAuth;
+  if (config.auth.kind === 'token') {
+    const token = env[config.auth.tokenEnv];
+    if (!token) throw new ConfigError(`github.auth.tokenEnv: environment variable ${config.auth.tokenEnv} is empty; export the token there`);
+    auth = { kind: 'token', token };
+  } else {
+    let privateKey: string;
+    try {
+      privateKey = readFileSync(config.auth.privateKeyFile, 'utf8');
+    } catch {
+      throw new ConfigError(`github.auth.privateKeyFile: cannot read ${config.auth.privateKeyFile}; check the path and permissions`);
+    }
+    auth = { kind: 'app', appId: config.auth.appId, installationId: config.auth.installationId, privateKey };
+  }
+  return { apiUrl: config.apiUrl, scope: config.scope, auth, writeSpacingMs: config.writeSpacingMs };
+}
+
+export function parseWebhook(raw: unknown): WebhookConfig {
+  const w = obj(raw, 'webhook');
+  onlyKeys(w, ['port', 'host', 'secretEnv', 'maxBodyBytes'], 'webhook');
+  const port = optInt(w, 'port', 'webhook', 1) ?? DEFAULT_WEBHOOK_PORT;
+  if (port > 65535) throw new ConfigError(`webhook.port: ${port} is not a TCP port; use 1-65535`);
+  const secretEnv = optStr(w, 'secretEnv', 'webhook', 'name the environment variable holding the webhook secret') ?? DEFAULT_WEBHOOK_SECRET_ENV;
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(secretEnv)) throw new ConfigError(`webhook.secretEnv: "${secretEnv}" is not an environment variable name; the secret itself never goes in the file`);
+  const config: WebhookConfig = { port, secretEnv };
+  const host = optStr(w, 'host', 'webhook', 'write an address to listen on, e.g. "0.0.0.0"');
+  if (host !== undefined) config.host = host;
+  const maxBodyBytes = optInt(w, 'maxBodyBytes', 'webhook', 1);
+  if (maxBodyBytes !== undefined) config.maxBodyBytes = maxBodyBytes;
+  return config;
+}
+
+/** The webhook secret, read from the environment variable the config names. */
+export function resolveWebhookSecret(config: WebhookConfig, env: Env): string {
+  const secret = env[config.secretEnv];
+  if (!secret) throw new ConfigError(`webhook.secretEnv: environment variable ${config.secretEnv} is empty; export the webhook secret there`);
+  return secret;
+}
+
+const DRIVER_KEYS = {
+  fake: ['kind', 'root', 'images', 'bootDelayMs'],
+  qemu: ['kind', 'root', 'imagesDir', 'accel', 'cpu', 'memoryMb', 'maxRunning'],
+  tart: ['kind', 'root', 'tartBinary', 'tartHome', 'insecureRegistries', 'username', 'passwordEnv', 'registryUsername', 'registryPasswordEnv', 'maxRunning'],
+} as const;
+
+export function parseDriver(raw: unknown, path: string): DriverConfig {
+  const d = obj(raw, path, 'write e.g. { kind: qemu, root: /var/lib/ekiden/vms, imagesDir: /var/cache/ekiden/images }');
+  const kind = d.kind;
+  if (kind !== 'fake' && kind !== 'qemu' && kind !== 'tart') {
+    throw new ConfigError(`${at(path, 'kind')}: ${kind === undefined ? 'missing' : `${describe(kind)} is not supported`}; use "qemu", "tart" or "fake"`);
+  }
+  onlyKeys(d, DRIVER_KEYS[kind], path);
+  const root = str(d, 'root', path, 'set a directory for VM state');
+  if (kind === 'fake') {
+    const images = obj(d.images, at(path, 'images'), 'map image names to directories');
+    for (const [k, v] of Object.entries(images)) if (typeof v !== 'string') throw new ConfigError(`${at(at(path, 'images'), k)}: must be a directory path`);
+    return { kind, root, images: images as Record<string, string>, bootDelayMs: optNum(d, 'bootDelayMs', path) };
+  }
+  if (kind === 'qemu') {
+    const accel = d.accel ?? 'auto';
+    if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw new ConfigError(`${at(path, 'accel')}: "${String(accel)}" is not one of auto, kvm, tcg`);
+    return {
+      kind,
+      root,
+      imagesDir: str(d, 'imagesDir', path, 'set the guest image cache, e.g. "/var/cache/ekiden/images"'),
+      accel,
+      cpu: optNum(d, 'cpu', path),
+      memoryMb: optNum(d, 'memoryMb', path),
+      maxRunning: optNum(d, 'maxRunning', path),
+    };
+  }
+  const envName = (key: string) => optStr(d, key, path, 'name the environment variable holding the secret');
+  return {
+    kind,
+    root,
+    tartBinary: optStr(d, 'tartBinary', path),
+    tartHome: optStr(d, 'tartHome', path),
+    insecureRegistries: optBool(d, 'insecureRegistries', path) ?? false,
+    username: optStr(d, 'username', path),
+    passwordEnv: envName('passwordEnv'),
+    registryUsername: optStr(d, 'registryUsername', path),
+    registryPasswordEnv: envName('registryPasswordEnv'),
+    maxRunning: optNum(d, 'maxRunning', path),
+  };
+}
+
+/** Driver settings with their secrets read from the environment. */
+export function resolveDriver(config: DriverConfig, env: Env, path = 'driver'): DriverSettings {
+  if (config.kind !== 'tart') return config;
+  const fromEnv = (key: 'passwordEnv' | 'registryPasswordEnv'): string | undefined => {
+    const name = config[key];
+    if (name === undefined) return undefined;
+    if (!env[name]) throw new ConfigError(`${at(path, key)}: environment variable ${name} is empty; export the secret there`);
+    return env[name];
+  };
+  const { passwordEnv: _p, registryPasswordEnv: _r, ...rest } = config;
+  return { ...rest, password: fromEnv('passwordEnv'), registryPassword: fromEnv('registryPasswordEnv') };
+}
+
+const HOST_KEYS = ['id', 'dataDir', 'capacity', 'labels', 'driver', 'pollIntervalMs', 'shutdownGraceMs'];
+
+/**
+ * One host: `hosts[i]` (driver inside) or the single-host form's `host` (driver given
+ * separately, at the top level).
+ */
+export function parseHost(raw: unknown, path: string, separateDriver?: { raw: unknown; path: string }): HostConfig {
+  const h = obj(raw, path, 'write e.g. { id: mac-mini-1, dataDir: /var/lib/ekiden, driver: { kind: tart, root: /var/lib/ekiden/vms } }');
+  onlyKeys(h, separateDriver ? HOST_KEYS.filter((k) => k !== 'driver') : HOST_KEYS, path);
+  const id = slug(at(path, 'id'), str(h, 'id', path, 'give the host a short name like "mac-mini-1"'));
+  const dataDir = str(h, 'dataDir', path, 'set a directory for host state, e.g. "/var/lib/ekiden"');
+  const driver = separateDriver ? parseDriver(separateDriver.raw, separateDriver.path) : parseDriver(h.driver, at(path, 'driver'));
+  const capacity = optInt(h, 'capacity', path, 1) ?? (driver.kind === 'qemu' ? undefined : defaultCapacity(driver.kind, 0));
+  return {
+    id,
+    dataDir,
+    capacity,
+    labels: strList(h, 'labels', path, { required: false, nonEmpty: false, example: '[macos, arm64]' }) ?? [],
+    driver,
+    pollIntervalMs: optNum(h, 'pollIntervalMs', path),
+    shutdownGraceMs: optNum(h, 'shutdownGraceMs', path),
+  };
+}
+
+// ───────────────────────────── pools ─────────────────────────────
+
+export const POOL_KEYS = [
+  'name',
+  'hosts',
+  'image',
+  'imageDigest',
+  'labels',
+  'runnerGroupId',
+  'cpu',
+  'memoryMb',
+  'runnerDir',
+  'credential',
+  'size',
+  'minIdle',
+  'max',
+  'timing',
+  'backoff',
+  'maxRunners',
+] as const;
+
+export interface PoolParseOptions {
+  /** Host ids the file defines; a pool naming another one is an error. Absent: not checked. */
+  knownHosts?: readonly string[];
+}
+
+/**
+ * One pool, with defaults filled in: runnerGroupId 1, runnerDir actions-runner, credential
+ * jit, size 1, minIdle 0, max = size (or minIdle when larger).
+ */
+export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {}): PoolConfig {
+  const p = obj(raw, path, 'write e.g. { name: linux, hosts: [host-1], image: IMAGE, labels: [self-hosted, linux] }');
+  onlyKeys(p, POOL_KEYS, path);
+  const name = slug(at(path, 'name'), str(p, 'name', path, 'give the pool a short name like "ios"'));
+  const hosts = strList(p, 'hosts', path, { required: true, nonEmpty: true, example: '[mac-mini-1, mac-mini-2]' })!;
+  hosts.forEach((h, i) => {
+    const field = at(at(path, 'hosts'), i);
+    slug(field, h);
+    if (opts.knownHosts && !opts.knownHosts.includes(h)) {
+      throw new ConfigError(`${field}: no host "${h}" in hosts; define it under hosts or remove it from the pool (hosts: ${opts.knownHosts.join(', ')})`);
+    }
+  });
+  const image = str(p, 'image', path, 'name the VM image, e.g. "ghcr.io/cirruslabs/macos-sequoia-xcode:latest"');
+  const imageDigest = optStr(p, 'imageDigest', path, 'write sha256: and 64 hex digits');
+  if (imageDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(imageDigest)) {
+    throw new ConfigError(`${at(path, 'imageDigest')}: "${imageDigest}" is not a digest; write sha256: and 64 hex digits`);
+  }
+  const labels = strList(p, 'labels', path, { required: true, nonEmpty: true, example: '[self-hosted, macos]' })!;
+  const runnerGroupId = optInt(p, 'runnerGroupId', path, 1) ?? 1;
+  const cpu = optInt(p, 'cpu', path, 1);
+  const memoryMb = optInt(p, 'memoryMb', path, 1);
+  const runnerDir = optStr(p, 'runnerDir', path, 'write the runner folder in the guest, e.g. "actions-runner"') ?? 'actions-runner';
+  const credential = p.credential ?? 'jit';
+  if (credential !== 'jit' && credential !== 'registration-token') {
+    throw new ConfigError(`${at(path, 'credential')}: ${describe(credential)} is not one of jit, registration-token`);
+  }
+  const size = optInt(p, 'size', path, 0) ?? 1;
+  const minIdle = optInt(p, 'minIdle', path, 0) ?? 0;
+  const max = optInt(p, 'max', path, 1) ?? Math.max(size, minIdle);
+  if (max < 1) throw new ConfigError(`${at(path, 'max')}: the pool could never run a runner (size and max are 0); set max (or size) to at least 1`);
+  if (max < size) throw new ConfigError(`${at(path, 'max')}: ${max} is less than size (${size}); raise max or lower size`);
+  if (max < minIdle) throw new ConfigError(`${at(path, 'max')}: ${max} is less than minIdle (${minIdle}); raise max or lower minIdle`);
+
+  let timing: Partial<RunnerTiming> | undefined;
+  const t = optObj(p, 'timing', path);
+  if (t) {
+    const tPath = at(path, 'timing');
+    onlyKeys(t, Object.keys(DEFAULT_TIMING), tPath);
+    timing = {};
+    for (const key of Object.keys(t) as Array<keyof RunnerTiming>) timing[key] = optInt(t, key, tPath, 1);
+  }
+  let backoff: PoolConfig['backoff'];
+  const b = optObj(p, 'backoff', path);
+  if (b) {
+    const bPath = at(path, 'backoff');
+    onlyKeys(b, ['initialMs', 'maxMs'], bPath);
+    const initialMs = optInt(b, 'initialMs', bPath, 1);
+    const maxMs = optInt(b, 'maxMs', bPath, 1);
+    if (initialMs === undefined || maxMs === undefined) throw new ConfigError(`${bPath}: set both initialMs and maxMs`);
+    if (maxMs < initialMs) throw new ConfigError(`${at(bPath, 'maxMs')}: ${maxMs} is less than initialMs (${initialMs}); raise maxMs`);
+    backoff = { initialMs, maxMs };
+  }
+  const maxRunners = optInt(p, 'maxRunners', path, 1);
+
+  const config: PoolConfig = { name, hosts, image, labels, runnerGroupId, runnerDir, credential, size, minIdle, max };
+  if (imageDigest !== undefined) config.imageDigest = imageDigest;
+  if (cpu !== undefined) config.cpu = cpu;
+  if (memoryMb !== undefined) config.memoryMb = memoryMb;
+  if (timing !== undefined) config.timing = timing;
+  if (backoff !== undefined) config.backoff = backoff;
+  if (maxRunners !== undefined) config.maxRunners = maxRunners;
+  return config;
+}
+
+// ───────────────────────────── the document ─────────────────────────────
+
+const TOP_KEYS = ['temporal', 'github', 'webhook', 'hosts', 'pools', 'host', 'driver', 'testing'];
+
+function list(v: unknown, field: string, example: string): unknown[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new ConfigError(`${field}: ${describe(v)} is not a list; write a list of entries, e.g. ${example}`);
+  return v;
+}
+
+/**
+ * The whole file: both the fleet form (`hosts: [...]`, `pools: [...]`) and the single-host
+ * form of a worker config (`host: {...}` with `driver: {...}` at the top level). `env`
+ * supplies TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE when the file has no `temporal` section;
+ * no secret is read here.
+ */
+export function parseFleetConfig(raw: unknown, env: Env): FleetConfig {
+  const root = obj(raw ?? {}, 'config', 'the file must hold a mapping with temporal, github, hosts, pools …');
+  onlyKeys(root, TOP_KEYS, '');
+  const temporal = parseTemporal(root.temporal, env);
+  const github = root.github === undefined ? undefined : parseGitHub(root.github);
+  const webhook = root.webhook === undefined ? undefined : parseWebhook(root.webhook);
+
+  let hosts: HostConfig[];
+  if (root.host !== undefined) {
+    if (root.hosts !== undefined) throw new ConfigError('host: the file has both host and hosts; keep hosts (a list) and move this host into it');
+    if (root.driver === undefined) throw new ConfigError('driver: missing; the single-host form needs driver next to host, e.g. { kind: qemu, root: …, imagesDir: … }');
+    hosts = [parseHost(root.host, 'host', { raw: root.driver, path: 'driver' })];
+  } else {
+    if (root.driver !== undefined) {
+      throw new ConfigError(
+        root.hosts === undefined ? 'host: missing; a file with a top-level driver also needs host: { id, dataDir }' : 'driver: with hosts, put driver under each host (hosts[i].driver)',
+      );
+    }
+    hosts = list(root.hosts, 'hosts', '[{ id: mac-mini-1, dataDir: …, driver: … }]').map((h, i) => parseHost(h, `hosts[${i}]`));
+  }
+  const hostIds = new Set<string>();
+  hosts.forEach((h, i) => {
+    if (hostIds.has(h.id)) throw new ConfigError(`hosts[${i}].id: "${h.id}" is defined twice; give each host its own id`);
+    hostIds.add(h.id);
+  });
+
+  const knownHosts = hosts.length > 0 ? hosts.map((h) => h.id) : undefined;
+  const pools = list(root.pools, 'pools', '[{ name: ios, hosts: [mac-mini-1], image: …, labels: […] }]').map((p, i) => parsePool(p, `pools[${i}]`, { knownHosts }));
+  const poolNames = new Set<string>();
+  pools.forEach((p, i) => {
+    if (poolNames.has(p.name)) throw new ConfigError(`pools[${i}].name: "${p.name}" is defined twice; give each pool its own name`);
+    poolNames.add(p.name);
+  });
+
+  let testing: FleetConfig['testing'];
+  if (root.testing !== undefined) {
+    const t = obj(root.testing, 'testing');
+    onlyKeys(t, ['pauseAfter'], 'testing');
+    const p = t.pauseAfter;
+    if (!Array.isArray(p) || p.some((x) => typeof x !== 'string')) throw new ConfigError('testing.pauseAfter: must be a list of activity names');
+    testing = { pauseAfter: p as string[] };
+  }
+  const config: FleetConfig = { temporal, hosts, pools };
+  if (github) config.github = github;
+  if (webhook) config.webhook = webhook;
+  if (testing) config.testing = testing;
+  return config;
+}

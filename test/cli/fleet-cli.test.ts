@@ -1,0 +1,481 @@
+/**
+ * The operator CLI (`ekiden pool …`, `status`, `runners`, `hosts`): argument errors exit 2
+ * with one line before anything is contacted, an unreachable server exits 1 with one line,
+ * and every verb works end to end against the run's real Temporal server, with stand-in
+ * Pool/Host/Runner workflows (test/cli/stand-in-workflows.ts) behind the real type names.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { execa } from 'execa';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { main } from '../../cli/main.js';
+import { formatAge, formatTable } from '../../cli/table.js';
+import { hostWorkflowId, poolWorkflowId, runnerWorkflowId } from '../../core/names.js';
+import { SA_HOST, SA_PHASE, SA_POOL, SA_RUNNER } from '../../core/search-attributes.js';
+import type { HostRow, PoolRow, RunnerRow } from '../../cli/fleet.js';
+import type { PoolStatus } from '../../workflows/api.js';
+import { installRuntime } from '../../workers/logging.js';
+import { ROOT } from '../support/harness.js';
+
+const BIN = join(ROOT, 'bin', 'ekiden.js');
+const dir = mkdtempSync(join(tmpdir(), 'ekiden-fleet-cli-'));
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** `ekiden ARGS…` in this process, with its own environment and captured output. */
+async function ekiden(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { env, out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+function oneLine(r: Run): string {
+  const lines = r.err.trim().split('\n');
+  expect(lines, r.err).toHaveLength(1);
+  return lines[0]!;
+}
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const POOL_ARGS = ['--hosts', 'a,b', '--image', 'img', '--labels', 'x,y'];
+
+describe('output helpers', () => {
+  it('formats ages', () => {
+    expect(formatAge(0)).toBe('0s');
+    expect(formatAge(45_900)).toBe('45s');
+    expect(formatAge(192_000)).toBe('3m12s');
+    expect(formatAge(2 * 3600_000 + 5 * 60_000)).toBe('2h05m');
+    expect(formatAge(3 * 86400_000 + 4 * 3600_000)).toBe('3d04h');
+    expect(formatAge(undefined)).toBe('-');
+    expect(formatAge(-5)).toBe('-');
+  });
+
+  it('aligns columns without trailing spaces', () => {
+    expect(formatTable(['A', 'LONGER'], [['xyz', '1'], ['', '22']])).toBe('A    LONGER\nxyz  1\n     22');
+  });
+});
+
+describe('argument errors: exit 2, one line, nothing contacted', () => {
+  let server: Server;
+  let address: string;
+  let connections = 0;
+  const yaml = file('fleet.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: img, labels: [macos] }\n');
+  const typo = file('typo.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: img, labels: [macos], sise: 2 }\n');
+  const broken = file('broken.yaml', 'pools:\n  - name: ios\n   hosts: [m1]\n');
+
+  beforeAll(async () => {
+    server = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => {
+    server.close();
+    expect(connections).toBe(0);
+  });
+
+  it.each([
+    [['pool'], /^ekiden: pool: missing verb; use create, scale, drain, resume or delete$/],
+    [['pool', 'frob', 'x'], /^ekiden: pool: unknown verb "frob"; use create, scale/],
+    [['pools'], /^ekiden: unknown command "pools"/],
+    [['pool', 'scale'], /^ekiden: pool scale: NAME is missing; usage: ekiden pool scale NAME/],
+    [['pool', 'scale', 'ios'], /^ekiden: pool scale: give at least one of --size, --min-idle, --max/],
+    [['pool', 'scale', 'ios', '--size', '-1'], /^ekiden: --size: "-1" is not a whole number ≥ 0$/],
+    [['pool', 'scale', 'ios', '--size=-1'], /^ekiden: --size: "-1" is not a whole number ≥ 0$/],
+    [['pool', 'scale', 'ios', '--size', 'abc'], /^ekiden: --size: "abc" is not a whole number ≥ 0$/],
+    [['pool', 'scale', 'ios', '--size', '1.5'], /^ekiden: --size: "1.5" is not a whole number ≥ 0$/],
+    [['pool', 'scale', 'ios', '--max', '0'], /^ekiden: --max: "0" is not a whole number ≥ 1$/],
+    [['pool', 'scale', 'ios', '--size', '5', '--max', '2'], /^ekiden: --max: 2 is less than --size 5/],
+    [['pool', 'scale', 'ios', '--size'], /^ekiden: --size: missing value; write --size VALUE \(--size=VALUE for a value starting with -\)$/],
+    [['pool', 'scale', 'iOS Pool', '--size', '1'], /^ekiden: pool scale: "iOS Pool" is not a pool name/],
+    [['pool', 'scale', 'a', 'b', '--size', '1'], /^ekiden: pool scale: one NAME only/],
+    [['pool', 'drain'], /^ekiden: pool drain: NAME is missing/],
+    [['pool', 'resume', '--bogus', 'x'], /^ekiden: unknown option --bogus; see `ekiden help`$/],
+    [['pool', 'delete'], /^ekiden: pool delete: NAME is missing/],
+    [['pool', 'delete', 'x', '--wait=yes'], /^ekiden: Option '--wait' does not take an argument/],
+    [['status', '--bogus'], /^ekiden: unknown option --bogus; see `ekiden help`$/],
+    [['status', '--address', 'bad address'], /^ekiden: --address: "bad address" is not HOST:PORT; write e\.g\. 127\.0\.0\.1:7233$/],
+    [['hosts', '--config', file('bad-address.yaml', 'temporal: { address: "a b:1" }\n')], /^ekiden: temporal\.address: "a b:1" is not HOST:PORT/],
+    [['status', 'now'], /^ekiden: status: unexpected argument "now"$/],
+    [['hosts', 'extra'], /^ekiden: hosts: unexpected argument "extra"$/],
+    [['runners', '--phase', 'sleeping'], /^ekiden: --phase: "sleeping" is not one of pulling, credential, /],
+    [['runners', '--pool', 'Bad_Pool'], /^ekiden: --pool: "Bad_Pool" is not a pool name$/],
+    [['runners', '--ui-url', 'not a url'], /^ekiden: --ui-url: "not a url" is not a URL/],
+    [['pool', 'create'], /^ekiden: pool create: NAME is missing/],
+    [['pool', 'create', 'ci', '--image', 'img'], /^ekiden: pool create: --hosts is required without --config/],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--size', '3', '--max', '2'], /^ekiden: --max: 2 is less than size \(3\); raise max or lower size$/],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--credential', 'pat'], /^ekiden: --credential: "pat" is not one of jit, registration-token$/],
+    [['pool', 'create', 'ci', '--hosts', 'a,Big_Box', '--image', 'i', '--labels', 'l'], /^ekiden: --hosts: "Big_Box" is not a valid name/],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--memory-mb', 'lots'], /^ekiden: --memory-mb: "lots" is not a whole number ≥ 1$/],
+    [['pool', 'create', '--config', join(dir, 'missing.yaml')], /^ekiden: .*missing\.yaml: cannot read the config file \(no such file\)/],
+    [['pool', 'create', '--config', typo], /^ekiden: pools\[0\]\.sise: unknown field; did you mean size\?$/],
+    [['pool', 'create', '--config', broken], /^ekiden: .*broken\.yaml: YAML error at line 3, column \d+: /],
+    [['pool', 'create', '--config', yaml, 'android'], /^ekiden: pool create: no pool "android" in .*fleet\.yaml; pools: ios$/],
+    [['pool', 'create', '--config', yaml, '--size', '3'], /^ekiden: pool create: --size describes a pool on the command line; with --config the pools come from the file/],
+    [['status', '--config', typo], /^ekiden: pools\[0\]\.sise: unknown field/],
+  ])('%j', async (args, message) => {
+    const r = await ekiden(args.includes('--address') ? args : [...args, '--address', address]);
+    expect(r.code, r.err).toBe(2);
+    expect(oneLine(r)).toMatch(message);
+    expect(r.out).toBe('');
+  });
+
+  it('as a process: `ekiden pool scale ios --size abc` exits 2 with one line', async () => {
+    const r = await execa(process.execPath, [BIN, 'pool', 'scale', 'ios', '--size', 'abc', '--address', address], { reject: false });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe('ekiden: --size: "abc" is not a whole number ≥ 0');
+    expect(r.stdout).toBe('');
+  });
+
+  it('`ekiden worker` with a fleet file: --host picks the entry, and is needed when there are several', async () => {
+    const two = file(
+      'two-hosts.yaml',
+      `github: { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }
+hosts:
+  - { id: m1, dataDir: /tmp/m1, driver: { kind: tart, root: /tmp/m1/vms } }
+  - { id: m2, dataDir: /tmp/m2, driver: { kind: tart, root: /tmp/m2/vms } }
+`,
+    );
+    const without = await execa(process.execPath, [BIN, 'worker', '--config', two], { reject: false, env: { GITHUB_TOKEN: 'x' } });
+    expect(without.exitCode).toBe(2);
+    expect(without.stderr.trim()).toBe("ekiden worker: hosts: the file defines 2 hosts (m1, m2); pick this machine's with --host ID");
+    const wrong = await execa(process.execPath, [BIN, 'worker', '--config', two, '--host', 'm3'], { reject: false, env: { GITHUB_TOKEN: 'x' } });
+    expect(wrong.exitCode).toBe(2);
+    expect(wrong.stderr.trim()).toBe('ekiden worker: --host: no host "m3" in the file; hosts: m1, m2');
+  });
+
+  it('`ekiden help` lists every verb', async () => {
+    const r = await ekiden(['help']);
+    expect(r.code).toBe(0);
+    for (const verb of ['ekiden up', 'ekiden worker --config FILE [--host ID]', 'ekiden webhook', 'pool create', 'pool scale', 'pool drain', 'pool resume', 'pool delete', 'ekiden status', 'ekiden runners', 'ekiden hosts', '--json']) {
+      expect(r.out).toContain(verb);
+    }
+  });
+});
+
+describe('an unreachable server: exit 1, one line', () => {
+  async function closedPort(): Promise<number> {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    return port;
+  }
+
+  it.each([['status'], ['hosts'], ['runners'], ['pool', 'scale', 'ios', '--size', '1'], ['pool', 'create', 'ci', ...POOL_ARGS]])('%j: refused at once', async (...args) => {
+    const port = await closedPort();
+    const started = Date.now();
+    const r = await ekiden([...args, '--address', `127.0.0.1:${port}`]);
+    expect(r.code, r.err).toBe(1);
+    expect(oneLine(r)).toBe(`ekiden: cannot reach Temporal at 127.0.0.1:${port}: connection refused (is the server running?)`);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(r.out).toBe('');
+  });
+
+  it('a listener that is not Temporal: one line after the connect timeout', async () => {
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const started = Date.now();
+      const r = await ekiden(['status', '--address', `127.0.0.1:${port}`]);
+      expect(r.code, r.err).toBe(1);
+      expect(oneLine(r)).toMatch(new RegExp(`^ekiden: cannot reach Temporal at 127\\.0\\.0\\.1:${port}: .+`));
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('the address comes from --address, else the config file, else TEMPORAL_ADDRESS', async () => {
+    const [p1, p2, p3] = [await closedPort(), await closedPort(), await closedPort()];
+    const env = { TEMPORAL_ADDRESS: `127.0.0.1:${p1}` };
+    expect(oneLine(await ekiden(['status'], env))).toMatch(new RegExp(`^ekiden: cannot reach Temporal at 127\\.0\\.0\\.1:${p1}: `));
+    const fromFile = file('elsewhere.yaml', `temporal: { address: "127.0.0.1:${p2}" }\n`);
+    expect(oneLine(await ekiden(['hosts', '--config', fromFile], env))).toMatch(new RegExp(`^ekiden: cannot reach Temporal at 127\\.0\\.0\\.1:${p2}: `));
+    const flag = await ekiden(['hosts', '--config', fromFile, '--address', `127.0.0.1:${p3}`], env);
+    expect(oneLine(flag)).toMatch(new RegExp(`^ekiden: cannot reach Temporal at 127\\.0\\.0\\.1:${p3}: `));
+    const bad = await ekiden(['hosts'], { TEMPORAL_ADDRESS: 'not an address' });
+    expect(bad.code).toBe(2);
+    expect(oneLine(bad)).toBe('ekiden: TEMPORAL_ADDRESS: "not an address" is not HOST:PORT; write e.g. 127.0.0.1:7233');
+  });
+});
+
+const skip = inject('temporalMissing');
+
+describe.skipIf(skip)('against a real server, with stand-in workflows', () => {
+  const address = inject('temporalAddress');
+  const tag = Math.random().toString(36).slice(2, 7);
+  const taskQueue = `fleet-cli-${tag}`;
+  const poolA = `cli-${tag}-a`;
+  const poolB = `cli-${tag}-b`;
+  const poolC = `cli-${tag}-c`;
+  const host1 = `cli-${tag}-h1`;
+  const conn = ['--address', address];
+  let nativeConnection: NativeConnection;
+  let connection: Connection;
+  let client: Client;
+  let worker: Worker;
+  let running: Promise<void>;
+  const started: string[] = [];
+
+  beforeAll(async () => {
+    installRuntime({ level: 'WARN', sink: () => {} });
+    nativeConnection = await NativeConnection.connect({ address });
+    connection = await Connection.connect({ address });
+    client = new Client({ connection });
+    worker = await Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      workflowsPath: fileURLToPath(new URL('./stand-in-workflows.ts', import.meta.url)),
+    });
+    running = worker.run();
+  });
+
+  afterAll(async () => {
+    for (const id of [...started, poolWorkflowId(poolA), poolWorkflowId(poolB), poolWorkflowId(poolC)]) {
+      await client?.workflow
+        .getHandle(id)
+        .terminate('test over')
+        .catch(() => {});
+    }
+    worker?.shutdown();
+    await running;
+    await connection?.close();
+    await nativeConnection?.close();
+  });
+
+  /** Retries `fn` until `ok` holds: visibility lists are eventually consistent. */
+  async function eventually<T>(fn: () => Promise<T>, ok: (value: T) => boolean, what: string): Promise<T> {
+    const deadline = Date.now() + 30_000;
+    let last = await fn();
+    while (!ok(last)) {
+      if (Date.now() > deadline) throw new Error(`${what}: still not there after 30 s: ${JSON.stringify(last)}`);
+      await new Promise((r) => setTimeout(r, 300));
+      last = await fn();
+    }
+    return last;
+  }
+
+  async function json<T>(args: string[]): Promise<T> {
+    const r = await ekiden([...args, '--json', ...conn]);
+    expect(r.code, r.err).toBe(0);
+    return JSON.parse(r.out) as T;
+  }
+
+  it('pool create --config starts every pool of the file; a second create is refused and changes nothing', async () => {
+    const fleet = file(
+      `fleet-${tag}.yaml`,
+      `temporal: { address: "${address}", taskQueue: ${taskQueue} }
+hosts:
+  - { id: ${host1}, dataDir: /tmp/x, driver: { kind: fake, root: /tmp/x/vms, images: {} } }
+pools:
+  - { name: ${poolA}, hosts: [${host1}], image: img, labels: [self-hosted, linux], size: 2, minIdle: 1, max: 4 }
+  - { name: ${poolB}, hosts: [${host1}], image: img, labels: [self-hosted, linux] }
+`,
+    );
+    const r = await ekiden(['pool', 'create', '--config', fleet]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`pool ${poolA}: created pool/${poolA} on task queue ${taskQueue}: size 2, min-idle 1, max 4 on ${host1}`);
+    expect(r.out).toContain(`pool ${poolB}: created`);
+    const described = await client.workflow.getHandle(poolWorkflowId(poolA)).describe();
+    expect(described.type).toBe('PoolWorkflow');
+    expect(described.taskQueue).toBe(taskQueue);
+    expect(described.typedSearchAttributes.get(SA_POOL)).toBe(poolA);
+
+    const again = await ekiden(['pool', 'create', '--config', fleet, poolA, '--json']);
+    expect(again.code).toBe(1);
+    expect(oneLine(again)).toBe(`ekiden: pool ${poolA} already exists; use \`ekiden pool scale\``);
+    expect(JSON.parse(again.out)).toEqual([{ pool: poolA, workflowId: `pool/${poolA}`, created: false, error: `pool ${poolA} already exists; use \`ekiden pool scale\`` }]);
+    const after = await client.workflow.getHandle(poolWorkflowId(poolA)).describe();
+    expect(after.runId).toBe(described.runId);
+  });
+
+  it('pool create from flags, with --json', async () => {
+    const results = await json<Array<{ pool: string; created: boolean; runId: string }>>([
+      'pool', 'create', poolC, '--hosts', host1, '--image', 'img', '--labels', 'self-hosted,linux', '--size', '1', '--max', '3', '--task-queue', taskQueue,
+    ]);
+    expect(results).toMatchObject([{ pool: poolC, created: true }]);
+    const status = await client.workflow.getHandle(poolWorkflowId(poolC)).query<PoolStatus>('poolStatus');
+    expect(status.config).toEqual({
+      name: poolC,
+      hosts: [host1],
+      image: 'img',
+      labels: ['self-hosted', 'linux'],
+      runnerGroupId: 1,
+      runnerDir: 'actions-runner',
+      credential: 'jit',
+      size: 1,
+      minIdle: 0,
+      max: 3,
+    });
+  });
+
+  it('pool scale applies the update and prints the status; a rejected one exits 1 with its message', async () => {
+    const status = await json<PoolStatus>(['pool', 'scale', poolA, '--size', '3', '--min-idle', '0']);
+    expect(status.config).toMatchObject({ size: 3, minIdle: 0, max: 4 });
+    expect(status.target).toBe(3);
+
+    const human = await ekiden(['pool', 'scale', poolA, '--max', '5', ...conn]);
+    expect(human.code, human.err).toBe(0);
+    expect(human.out).toBe(`pool ${poolA}: target 3 (size 3, min-idle 0, max 5); 0 starting, 2 idle, 1 busy, 0 cleaning; 2 pending job(s)`);
+
+    const rejected = await ekiden(['pool', 'scale', poolA, '--size', '9', ...conn]);
+    expect(rejected.code).toBe(1);
+    expect(oneLine(rejected)).toBe(`ekiden: pool ${poolA}: rejected: size 9 is more than max 5; raise max too`);
+    const unchanged = await json<PoolStatus>(['pool', 'scale', poolA, '--min-idle', '0']);
+    expect(unchanged.config).toMatchObject({ size: 3, max: 5 });
+  });
+
+  it('pool drain and resume', async () => {
+    const drained = await json<PoolStatus>(['pool', 'drain', poolB]);
+    expect(drained).toMatchObject({ pool: poolB, draining: true, target: 0 });
+    const human = await ekiden(['pool', 'drain', poolB, ...conn]);
+    expect(human.out).toMatch(new RegExp(`^pool ${poolB}: target 0 .*; draining$`));
+    const resumed = await json<PoolStatus>(['pool', 'resume', poolB]);
+    expect(resumed).toMatchObject({ pool: poolB, draining: false });
+  });
+
+  it('verbs on a pool that does not exist exit 1 with one line', async () => {
+    const missing = `cli-${tag}-nope`;
+    for (const args of [['pool', 'scale', missing, '--size', '1'], ['pool', 'drain', missing], ['pool', 'delete', missing]]) {
+      const r = await ekiden([...args, ...conn]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(oneLine(r)).toBe(`ekiden: pool ${missing} does not exist (no running pool/${missing}); create it with \`ekiden pool create\``);
+    }
+  });
+
+  it('hosts, runners and status read the fleet', async () => {
+    const host = await client.workflow.start('HostWorkflow', {
+      workflowId: hostWorkflowId(host1),
+      taskQueue,
+      args: [{ id: host1, capacity: 2, leases: 1 }],
+      typedSearchAttributes: [{ key: SA_HOST, value: host1 }],
+    });
+    started.push(host.workflowId);
+    for (const [slot, phase] of [
+      [1, 'idle'],
+      [2, 'busy'],
+    ] as const) {
+      const runner = await client.workflow.start('RunnerWorkflow', {
+        workflowId: runnerWorkflowId(poolA, slot),
+        taskQueue,
+        args: [],
+        typedSearchAttributes: [
+          { key: SA_POOL, value: poolA },
+          { key: SA_HOST, value: host1 },
+          { key: SA_PHASE, value: phase },
+          { key: SA_RUNNER, value: `ekiden-${poolA}-000000${slot}` },
+        ],
+      });
+      started.push(runner.workflowId);
+    }
+
+    const hosts = await eventually(() => json<HostRow[]>(['hosts']), (rows) => rows.some((h) => h.id === host1), 'hosts');
+    const mine = hosts.find((h) => h.id === host1)!;
+    expect(mine.workflowId).toBe(`host/${host1}`);
+    expect(mine.status).toMatchObject({ id: host1, state: 'up', capacity: 2, announcement: { driver: 'fake', version: '0.1.0-test' } });
+    expect(mine.status!.leases).toHaveLength(1);
+    const hostsTable = await ekiden(['hosts', ...conn]);
+    expect(hostsTable.out.split('\n')[0]).toMatch(/^HOST\s+STATE\s+DRIVER\s+USED\s+LAST SEEN\s+VERSION\s+LABELS$/);
+    expect(hostsTable.out).toMatch(new RegExp(`^${host1}\\s+up\\s+fake\\s+1/2\\s+\\d+s ago\\s+0\\.1\\.0-test\\s+linux,x64$`, 'm'));
+
+    const ui = 'http://ui.example:8080';
+    const runners = await eventually(
+      () => json<RunnerRow[]>(['runners', '--pool', poolA, '--ui-url', ui]),
+      (rows) => rows.length === 2,
+      'runners',
+    );
+    expect(runners.map((r) => [r.workflowId, r.pool, r.host, r.phase, r.runner])).toEqual([
+      [`runner/${poolA}/1`, poolA, host1, 'idle', `ekiden-${poolA}-0000001`],
+      [`runner/${poolA}/2`, poolA, host1, 'busy', `ekiden-${poolA}-0000002`],
+    ]);
+    expect(runners[0]!.url).toBe(`${ui}/namespaces/default/workflows/${encodeURIComponent(`runner/${poolA}/1`)}`);
+    expect(Date.now() - runners[0]!.startedAt).toBeLessThan(120_000);
+    const busy = await json<RunnerRow[]>(['runners', '--pool', poolA, '--phase', 'busy']);
+    expect(busy.map((r) => r.workflowId)).toEqual([`runner/${poolA}/2`]);
+    expect(busy[0]!.url).toBe(`http://127.0.0.1:8233/namespaces/default/workflows/runner%2F${poolA}%2F2`);
+    const onHost = await json<RunnerRow[]>(['runners', '--host', host1]);
+    expect(onHost).toHaveLength(2);
+    const fromEnv = await ekiden(['runners', '--pool', poolA, ...conn], { TEMPORAL_UI_URL: 'https://temporal.example.com/' });
+    expect(fromEnv.out.split('\n')[0]).toMatch(/^RUNNER\s+POOL\s+HOST\s+PHASE\s+AGE\s+JOB\s+WEB UI$/);
+    expect(fromEnv.out).toContain(`https://temporal.example.com/namespaces/default/workflows/runner%2F${poolA}%2F1`);
+
+    const status = await eventually(
+      () => json<{ pools: PoolRow[]; hosts: HostRow[]; runners: RunnerRow[] }>(['status']),
+      (s) => [poolA, poolB, poolC].every((p) => s.pools.some((row) => row.name === p)),
+      'status',
+    );
+    const a = status.pools.find((p) => p.name === poolA)!;
+    expect(a).toMatchObject({ workflowId: `pool/${poolA}`, status: { pool: poolA, config: { size: 3, max: 5 }, target: 3, pendingJobs: 2 } });
+    expect(status.hosts.some((h) => h.id === host1)).toBe(true);
+    expect(status.runners.filter((r) => r.pool === poolA)).toHaveLength(2);
+
+    const table = await ekiden(['status', ...conn]);
+    expect(table.code, table.err).toBe(0);
+    const lines = table.out.split('\n');
+    expect(lines[0]).toBe('POOLS');
+    expect(lines).toContain('HOSTS');
+    expect(lines).toContain('RUNNERS');
+    expect(table.out).toMatch(new RegExp(`^${poolA}\\s+3\\s+3/0/5\\s+0\\s+2\\s+1\\s+0\\s+2\\s+no\\s+1 \\(1 in a row\\)\\s+-$`, 'm'));
+    expect(table.out).toMatch(new RegExp(`^  ${poolA}: last failure \\d+\\w+ ago \\(runner/${poolA}/2\\): boot timed out$`, 'm'));
+    expect(table.out).toMatch(new RegExp(`^runner/${poolA}/2\\s+${poolA}\\s+${host1}\\s+busy\\s+\\d+s\\s+-$`, 'm'));
+  });
+
+  it('a pool nobody serves shows its query error in status instead of hanging it', async () => {
+    const orphan = `cli-${tag}-orphan`;
+    const handle = await client.workflow.start('PoolWorkflow', {
+      workflowId: poolWorkflowId(orphan),
+      taskQueue: `nobody-${tag}`,
+      args: [{ config: {} }],
+      typedSearchAttributes: [{ key: SA_POOL, value: orphan }],
+    });
+    started.push(handle.workflowId);
+    const status = await eventually(
+      () => json<{ pools: PoolRow[] }>(['status']),
+      (s) => s.pools.some((p) => p.name === orphan),
+      'orphan pool',
+    );
+    expect(status.pools.find((p) => p.name === orphan)).toEqual({ workflowId: `pool/${orphan}`, name: orphan, error: 'no answer within 5s; is a worker serving its task queue?' });
+    expect(status.pools.find((p) => p.name === poolA)?.status?.pool).toBe(poolA);
+    const table = await ekiden(['status', ...conn]);
+    expect(table.out).toMatch(new RegExp(`^${orphan}\\s+\\?\\s+\\(query failed: .+\\)$`, 'm'));
+  });
+
+  it('pool delete cancels the pool; --wait reports when it has closed', async () => {
+    const quick = await ekiden(['pool', 'delete', poolC, ...conn]);
+    expect(quick.code, quick.err).toBe(0);
+    expect(quick.out).toMatch(new RegExp(`^pool ${poolC}: deleting; its runners clean up`));
+
+    const waited = await json<{ pool: string; closed: { status: string } }>(['pool', 'delete', poolB, '--wait']);
+    expect(waited).toMatchObject({ pool: poolB, cancelRequested: true, closed: { status: 'CANCELLED' } });
+    expect((await client.workflow.getHandle(poolWorkflowId(poolB)).describe()).status.name).toBe('CANCELLED');
+
+    const human = await ekiden(['pool', 'delete', poolA, '--wait', ...conn]);
+    expect(human.code, human.err).toBe(0);
+    expect(human.out).toMatch(new RegExp(`^pool ${poolA}: deleted \\(pool/${poolA} cancelled after \\d+s\\); its runners cleaned up$`));
+
+    const again = await ekiden(['pool', 'delete', poolA, ...conn]);
+    expect(again.code).toBe(1);
+    expect(oneLine(again)).toBe(`ekiden: pool ${poolA} is not running (pool/${poolA} is cancelled)`);
+    const scale = await ekiden(['pool', 'scale', poolA, '--size', '1', ...conn]);
+    expect(scale.code).toBe(1);
+    expect(oneLine(scale)).toBe(`ekiden: pool ${poolA} is not running (pool/${poolA} has ended); create it again with \`ekiden pool create\``);
+  });
+});
