@@ -17,6 +17,17 @@ import type { CredentialStore } from '../host/credential-store.js';
 import { acquireSlotUpdate, type HostAnnouncement } from '../workflows/api.js';
 import { classified } from './failures.js';
 
+/** The activity logger inside an activity; JSON on stderr when called at worker start. */
+function note(msg: string, fields: Record<string, unknown>): void {
+  try {
+    Context.current();
+  } catch {
+    console.error(JSON.stringify({ level: 'INFO', msg, ...fields }));
+    return;
+  }
+  log.info(msg, fields);
+}
+
 const OPEN_RUNNERS = "WorkflowType = 'RunnerWorkflow' AND ExecutionStatus = 'Running'";
 
 /** Tokens of every open RunnerWorkflow: what Ekiden currently owns. */
@@ -68,7 +79,7 @@ export async function reconcileHostNow(deps: FleetHostDeps, confirmDelayMs: numb
   const orphanKeys = await unowned(deps.client, keys, (k) => parseRunnerName(k)?.token, confirmDelayMs);
   for (const key of orphanKeys) await deps.credentials.delete(key);
   if (removedVms.length + orphanKeys.length > 0) {
-    log.info('reconciled host', { removedVms, removedCredentials: orphanKeys });
+    note('reconciled host', { removedVms, removedCredentials: orphanKeys });
   }
   return { removedVms, removedCredentials: orphanKeys };
 }
@@ -107,7 +118,7 @@ export async function reconcileGitHubNow(deps: FleetSharedDeps, confirmDelayMs: 
     const result = await deps.github.removeRunner(r.id);
     if (result !== 'busy') removed.push(r.name);
   }
-  if (removed.length > 0) log.info('reconciled GitHub runners', { removed });
+  if (removed.length > 0) note('reconciled GitHub runners', { removed });
   return removed;
 }
 

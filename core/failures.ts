@@ -22,6 +22,8 @@ export const FailureType = {
   CredentialLost: 'EkidenCredentialLost',
   /** The guest did not become reachable over SSH before the deadline. */
   BootTimeout: 'EkidenBootTimeout',
+  /** The runner's host stopped answering (marked down by its HostWorkflow). */
+  HostDown: 'EkidenHostDown',
   /** The runner process in the guest exited without ever taking a job. */
   RunnerExitedIdle: 'EkidenRunnerExitedIdle',
 } as const;

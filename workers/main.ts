@@ -1,10 +1,11 @@
 /**
- * `node dist/workers/main.js --config FILE`: a host worker as its own process (what
+ * `node dist/workers/main.js --config FILE [--host ID]`: a host worker as its own process (what
  * `ekiden worker` runs on each Mac/Linux host). Drains on SIGTERM/SIGINT.
  */
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { loadConfigFile } from '../config/load.js';
 import { ConfigError, parseWorkerConfig } from '../config/schema.js';
 import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
@@ -15,10 +16,10 @@ import { pauseAfterActivities } from './test-hooks.js';
 
 export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
 
-export async function runWorkerFromConfig(configPath: string, env: Record<string, string | undefined>): Promise<number> {
+export async function runWorkerFromConfig(configPath: string, env: Record<string, string | undefined>, hostId?: string): Promise<number> {
   let config;
   try {
-    config = parseWorkerConfig(JSON.parse(readFileSync(configPath, 'utf8')), env);
+    config = parseWorkerConfig(loadConfigFile(configPath), env, { hostId });
   } catch (err) {
     const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${(err as Error).message}`;
     console.error(`ekiden worker: ${reason}`);
@@ -26,9 +27,15 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   }
   installRuntime();
   const connection = await NativeConnection.connect({ address: config.temporal.address });
+  // The fleet side (reconcile at start, host announcement, slots) uses a client connection.
+  const clientConnection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
   const octokit = createOctokit(config.github);
   const worker = await createHostWorker({
     connection,
+    client,
+    capacity: config.host.capacity,
+    labels: config.host.labels,
     namespace: config.temporal.namespace,
     sharedTaskQueue: config.temporal.taskQueue,
     hostId: config.host.id,
@@ -46,16 +53,20 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   process.once('SIGINT', stop);
   console.error(JSON.stringify({ level: 'INFO', msg: 'host worker running', host: config.host.id, pid: process.pid }));
   await worker.run();
+  await clientConnection.close();
   await connection.close();
   return 0;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const i = process.argv.indexOf('--config');
-  const file = i >= 0 ? process.argv[i + 1] : undefined;
+  const flag = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const file = flag('--config');
   if (!file) {
-    console.error('usage: node dist/workers/main.js --config FILE');
+    console.error('usage: node dist/workers/main.js --config FILE [--host ID]');
     process.exit(2);
   }
-  process.exitCode = await runWorkerFromConfig(file, process.env);
+  process.exitCode = await runWorkerFromConfig(file, process.env, flag('--host'));
 }

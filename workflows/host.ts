@@ -68,6 +68,9 @@ export interface HostWorkflowInput {
   lastReconcileAt?: number;
 }
 
+/** Leases younger than this are not audited (the runner may not have started yet). */
+const LEASE_SETTLE_MS = 60_000;
+
 const ms = (n: number) => `${Math.max(1, Math.round(n))} ms`;
 
 export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus> {
@@ -153,8 +156,10 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
   };
 
   const audit = async () => {
-    if (status.leases.length === 0) return;
-    const closed = new Set(await shared.closedWorkflows({ workflowIds: status.leases.map((l) => l.workflowId) }));
+    // A lease is taken just before its runner starts: only settled leases are checked.
+    const settled = status.leases.filter((l) => l.since < Date.now() - LEASE_SETTLE_MS);
+    if (settled.length === 0) return;
+    const closed = new Set(await shared.closedWorkflows({ workflowIds: settled.map((l) => l.workflowId) }));
     if (closed.size > 0) {
       log.info('dropping leases of closed runners', { host: input.id, runners: [...closed] });
       status.leases = status.leases.filter((l) => !closed.has(l.workflowId));

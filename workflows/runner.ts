@@ -12,6 +12,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
   TimeoutFailure,
   defineQuery,
   defineSignal,
@@ -173,7 +174,15 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
 
   let failure: unknown;
   try {
-    await lifecycle.run(live);
+    const living = lifecycle.run(live);
+    // A dead host never acknowledges the cancellation of its steps: do not wait for it.
+    living.catch(() => undefined);
+    await Promise.race([
+      living,
+      condition(() => hostGone).then(() => {
+        throw ApplicationFailure.nonRetryable(`host ${spec.host} stopped answering`, FailureType.HostDown);
+      }),
+    ]);
   } catch (err) {
     failure = err;
     outcome = hostGone ? 'host-down' : isCancellation(err) ? 'cancelled' : 'failed';
