@@ -14,6 +14,7 @@ import { hostWorkflowId, parseRunnerName, parseVmName, runToken } from '../core/
 import type { VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
+import type { HostKeyPins } from '../host/host-keys.js';
 import { acquireSlotUpdate, type HostAnnouncement } from '../workflows/api.js';
 import { classified } from './failures.js';
 
@@ -62,6 +63,7 @@ export interface FleetHostDeps {
   client: Client;
   driver: VmDriver;
   credentials: CredentialStore;
+  hostKeys: HostKeyPins;
   announcement: () => HostAnnouncement;
 }
 
@@ -73,6 +75,7 @@ export async function reconcileHostNow(deps: FleetHostDeps, confirmDelayMs: numb
   for (const vm of orphanVms) {
     await deps.driver.stop({ name: vm.name, timeoutMs: 10_000 });
     await deps.driver.delete({ name: vm.name });
+    await deps.hostKeys.forget(vm.name);
     removedVms.push(vm.name);
   }
   const keys = await deps.credentials.keys();

@@ -24,6 +24,7 @@ import type { HostTiming, HostWorkflow } from '../workflows/host.js';
 import type { VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import { CredentialStore } from '../host/credential-store.js';
+import { HostKeyPins } from '../host/host-keys.js';
 
 export interface HostWorkerOptions {
   connection: NativeConnection;
@@ -97,9 +98,11 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     github: opts.github,
     githubRunnerUrl: opts.githubRunnerUrl,
     logsDir: join(opts.dataDir, 'runner-logs'),
+    hostKeysDir: join(opts.dataDir, 'host-keys'),
     pollIntervalMs: opts.pollIntervalMs,
   });
   const credentials = new CredentialStore(join(opts.dataDir, 'credentials'));
+  const hostKeys = new HostKeyPins(join(opts.dataDir, 'host-keys'));
   const startedAt = Date.now();
   const announcement = (): HostAnnouncement => ({
     id: opts.hostId,
@@ -112,7 +115,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     startedAt,
   });
   const client = opts.client;
-  const fleetHost = client ? createFleetHostActivities({ client, driver: opts.driver, credentials, announcement }) : {};
+  const fleetHost = client ? createFleetHostActivities({ client, driver: opts.driver, credentials, hostKeys, announcement }) : {};
   const fleetShared = client ? createFleetSharedActivities({ client, github: opts.github }) : {};
   const serveHost = opts.serveHost ?? true;
   const serveShared = opts.serveShared ?? true;
@@ -151,7 +154,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     const confirmDelayMs = opts.confirmDelayMs ?? 2_000;
     if (serveHost) {
       try {
-        const r = await reconcileHostNow({ client, driver: opts.driver, credentials, announcement }, confirmDelayMs);
+        const r = await reconcileHostNow({ client, driver: opts.driver, credentials, hostKeys, announcement }, confirmDelayMs);
         log('INFO', 'reconciled at start', { host: opts.hostId, removedVms: r.removedVms, removedCredentials: r.removedCredentials });
       } catch (err) {
         log('WARN', 'reconciliation at start failed; the host workflow retries on schedule', { host: opts.hostId, message: (err as Error).message });

@@ -21,6 +21,8 @@ import {
   type PoolStatus,
 } from '../../workflows/api.js';
 import type { PoolTuning, PoolWorkflow } from '../../workflows/pool.js';
+import { silentLogger } from '../../webhooks/log.js';
+import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from '../../webhooks/server.js';
 import { createHarness, IMAGE, REPO, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
@@ -203,6 +205,58 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
     await waitUntil(() => registrations(c.name), (r) => r.length === 0, 20_000, 'no registrations');
     await deletePool(p, c.name);
   });
+
+  it('a burst of 50 signed workflow_job webhooks runs every job with never more runners than max', async () => {
+    const secret = 'burst-webhook-secret';
+    const server = createWebhookServer({ secret, client: h.client, logger: silentLogger, poolCacheMs: 500 });
+    const url = `${await listenOn(server, 0)}${WEBHOOK_PATH}`;
+    const c = config({ size: 0, minIdle: 0, max: 3 });
+    const p = await startPool(c);
+    await waitStatus(p, (s) => s.runs === 1, 'pool started');
+    let hook: number | undefined;
+    try {
+      // A delivery with a bad signature starts nothing.
+      const bad = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'workflow_job', 'x-github-delivery': 'forged-1', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` },
+        body: JSON.stringify({ action: 'queued', workflow_job: { id: 1, labels: c.labels } }),
+      });
+      expect(bad.status).toBe(401);
+      expect((await status(p)).pendingJobs).toBe(0);
+
+      hook = h.emulator.webhooks.add({ url, secret });
+      const jobs = Array.from({ length: 50 }, (_, i) =>
+        h.emulator.queueJob({ repo: REPO, name: `burst-${i}`, labels: c.labels, steps: [{ name: 'hi', run: 'echo hi' }] }),
+      );
+      let peak = 0;
+      let peakLeases = 0;
+      const host = h.client.workflow.getHandle(hostWorkflowId(h.hostId));
+      const done = () => jobs.every((j) => h.emulator.jobs().find((x) => x.id === j.id)?.status === 'completed');
+      const deadline = Date.now() + 300_000;
+      while (!done() && Date.now() < deadline) {
+        const s = await status(p);
+        peak = Math.max(peak, s.counts.starting + s.counts.idle + s.counts.busy);
+        peakLeases = Math.max(peakLeases, (await host.query(hostStatusQuery)).leases.filter((l) => l.pool === c.name).length);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const results = jobs.map((j) => h.emulator.jobs().find((x) => x.id === j.id));
+      expect(results.filter((j) => j?.conclusion === 'success')).toHaveLength(50);
+      expect(peak).toBe(3); // the burst filled the pool to max, and never beyond it
+      // VM slots also count runners still cleaning up: bounded by the host's capacity (4).
+      expect(peakLeases).toBeLessThanOrEqual(4);
+      const after = await waitStatus(p, (s) => s.runners.length === 0, 'demand gone, runners retired');
+      expect(after.pendingJobs).toBe(0);
+      // Every job ran on its own runner; a handful more may start for demand counted twice in flight, never a runner per delivery.
+      expect(after.started).toBeGreaterThanOrEqual(50);
+      expect(after.started).toBeLessThanOrEqual(53);
+      await waitUntil(() => registrations(c.name), (r) => r.length === 0, 20_000, 'no registrations');
+      expect(await vms(c.name)).toEqual([]);
+    } finally {
+      if (hook !== undefined) h.emulator.webhooks.remove(hook);
+      await closeServer(server);
+    }
+    await deletePool(p, c.name);
+  }, 360_000);
 
   it('backs off exponentially when runners keep failing (no tight loop)', async () => {
     const c = config({ image: 'ekiden/no-such-image:1', size: 1, backoff: { initialMs: 1_000, maxMs: 60_000 } });
