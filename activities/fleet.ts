@@ -93,6 +93,23 @@ export function createFleetHostActivities(deps: FleetHostDeps) {
     async pingHost(): Promise<HostAnnouncement> {
       return deps.announcement();
     },
+    /**
+     * Runs on the host for `watchMs`, heartbeating every `beatMs`: while it runs the host is
+     * alive, at no cost in history. A dead worker shows as a heartbeat timeout.
+     */
+    async watchHost(args: { watchMs: number; beatMs: number }): Promise<HostAnnouncement> {
+      const ctx = Context.current();
+      const until = Date.now() + args.watchMs;
+      while (Date.now() < until) {
+        ctx.heartbeat();
+        try {
+          await ctx.sleep(Math.min(args.beatMs, Math.max(1, until - Date.now())));
+        } catch (err) {
+          throw ctx.cancellationSignal.aborted ? (ctx.cancellationSignal.reason as unknown) : err;
+        }
+      }
+      return deps.announcement();
+    },
     async reconcileHost(args: { confirmDelayMs: number }): Promise<ReconcileHostResult> {
       const ctx = Context.current();
       const beat = setInterval(() => ctx.heartbeat(), 1_000);

@@ -43,6 +43,8 @@ export type PoolRunnerPhase = 'starting' | 'idle' | 'busy' | 'cleaning';
 
 export interface PoolRunnerView {
   workflowId: string;
+  /** Its GitHub runner name (from the child's run id), to match `in_progress` webhooks. */
+  runnerName?: string;
   host: string;
   phase: PoolRunnerPhase;
   /** Epoch ms when the runner entered this phase. */

@@ -35,15 +35,18 @@ import {
   hostStatusQuery,
   releaseSlotSignal,
   retireHostSignal,
+  type HostAnnouncement,
   type HostLease,
   type HostStatus,
 } from './api.js';
 
 export interface HostTiming {
-  /** How often the host is pinged. */
+  /** How often a host that is down is pinged. */
   pingIntervalMs: number;
-  /** A host whose worker picks up no ping within this is down. */
+  /** A host whose worker stops heartbeating, then picks up no ping, within this (each) is down. */
   downAfterMs: number;
+  /** Length of one watch (a heartbeating activity on the host) while the host is up. */
+  watchMs: number;
   /** Reconciliation (orphan VMs, credentials, GitHub runners) every this often. */
   reconcileIntervalMs: number;
   /** Ownership is looked up twice this far apart before anything is removed. */
@@ -55,6 +58,7 @@ export interface HostTiming {
 export const DEFAULT_HOST_TIMING: HostTiming = {
   pingIntervalMs: 15_000,
   downAfterMs: 60_000,
+  watchMs: 5 * 60_000,
   reconcileIntervalMs: 10 * 60_000,
   confirmDelayMs: 5_000,
   maxHistoryEvents: 2_000,
@@ -85,6 +89,13 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
     taskQueue: hostQueue,
     scheduleToStartTimeout: ms(timing.downAfterMs),
     startToCloseTimeout: '10 seconds',
+    retry: { maximumAttempts: 1 },
+  });
+  const watch = proxyActivities<FleetHostActivities>({
+    taskQueue: hostQueue,
+    scheduleToStartTimeout: ms(timing.downAfterMs),
+    startToCloseTimeout: ms(timing.watchMs + timing.downAfterMs),
+    heartbeatTimeout: ms(timing.downAfterMs),
     retry: { maximumAttempts: 1 },
   });
   const onHost = proxyActivities<FleetHostActivities>({
@@ -178,24 +189,52 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
     }
   };
 
+  const answered = (a: HostAnnouncement) => {
+    status.announcement = a;
+    status.capacity = a.capacity;
+    status.lastSeen = Date.now();
+    if (status.state === 'down') log.info('host answers again', { host: input.id });
+    if (status.state !== 'retired') {
+      status.state = 'up';
+      status.downSince = undefined;
+    }
+  };
+  const timedOut = (err: unknown) => err instanceof ActivityFailure && err.cause instanceof TimeoutFailure;
+  const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+  /** One ping; true when the host answered. */
+  const pingOnce = async (): Promise<boolean> => {
+    try {
+      answered(await ping.pingHost());
+      return true;
+    } catch (err) {
+      if (timedOut(err)) await markDown();
+      else log.warn('ping failed', { host: input.id, message: message(err) });
+      return false;
+    }
+  };
+
   while (!retired) {
-    if (status.state !== 'unknown') {
+    let pause = false;
+    if (status.state === 'up') {
+      if (Date.now() - lastReconcileAt >= timing.reconcileIntervalMs) await reconcile();
+      // Watch: a heartbeating activity on the host. When its heartbeats stop, a ping decides:
+      // a worker that restarted meanwhile answers it, and the host stays up.
+      const watchMs = Math.max(1_000, Math.min(timing.watchMs, lastReconcileAt + timing.reconcileIntervalMs - Date.now()));
       try {
-        const a = await ping.pingHost();
-        status.announcement = a;
-        status.capacity = a.capacity;
-        status.lastSeen = Date.now();
-        if (status.state === 'down') log.info('host answers again', { host: input.id });
-        if (status.state !== 'retired') {
-          status.state = 'up';
-          status.downSince = undefined;
-        }
+        answered(await watch.watchHost({ watchMs, beatMs: Math.max(200, Math.floor(timing.downAfterMs / 4)) }));
       } catch (err) {
-        if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) await markDown();
-        else log.warn('ping failed', { host: input.id, message: err instanceof Error ? err.message : String(err) });
+        if (!timedOut(err)) {
+          log.info('watch ended early', { host: input.id, message: message(err) });
+          pause = true;
+        }
+        await pingOnce();
       }
-      if (status.state === 'up' && Date.now() - lastReconcileAt >= timing.reconcileIntervalMs) await reconcile();
-      else if (status.state === 'down') await audit();
+    } else if (status.state === 'down') {
+      await pingOnce();
+      if (status.state === 'down') {
+        await audit();
+        pause = true;
+      }
     }
     if (retired) break;
     if (workflowInfo().historyLength > timing.maxHistoryEvents || workflowInfo().continueAsNewSuggested) {
@@ -203,9 +242,9 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
       await continueAsNew<typeof HostWorkflow>({ id: input.id, timing: input.timing, state: snapshot(), lastReconcileAt });
     }
     changed = false;
-    // Wait for the next ping, or for the first announcement of an unknown host.
+    // An unknown host waits for its first announcement; a down one for the next ping.
     if (status.state === 'unknown') await condition(() => changed);
-    else await condition(() => changed, ms(timing.pingIntervalMs));
+    else if (pause) await condition(() => changed, ms(timing.pingIntervalMs));
   }
   await condition(allHandlersFinished);
   return snapshot();

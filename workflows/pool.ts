@@ -33,7 +33,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { FleetSharedActivities } from '../activities/fleet.js';
-import { assertSlug, hostWorkflowId, runnerWorkflowId } from '../core/names.js';
+import { assertSlug, hostWorkflowId, runnerName as makeRunnerName, runnerWorkflowId, runToken } from '../core/names.js';
 import type { RunnerSpec } from '../core/runner-spec.js';
 import { RunnerPhase, SA_HOST, SA_PHASE, SA_POOL } from '../core/search-attributes.js';
 import {
@@ -219,14 +219,23 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     state.queued[jobId] = Date.now();
     touch();
   });
-  setHandler(jobProgressSignal, ({ jobId }) => {
+  setHandler(jobProgressSignal, ({ jobId, action, runnerName }) => {
     delete state.queued[jobId];
+    // The job went to one of ours: it is busy now, whatever its own (later) signal says.
+    const r = action === 'in_progress' && runnerName ? [...runners.values()].find((x) => x.runnerName === runnerName) : undefined;
+    if (r && r.phase !== 'cleaning' && r.phase !== 'busy') {
+      r.phase = 'busy';
+      r.since = Date.now();
+      retiring.delete(r.workflowId);
+    }
     if (!state.doneJobs.includes(jobId)) state.doneJobs = [...state.doneJobs, jobId].slice(-500);
     touch();
   });
   setHandler(runnerPhaseSignal, ({ workflowId, phase }) => {
     const r = runners.get(workflowId);
     if (!r || r.phase === phase || r.phase === 'cleaning') return;
+    if (r.phase === 'busy' && phase === 'idle') return; // the webhook was first
+    if (phase === 'busy') retiring.delete(workflowId);
     r.phase = phase;
     r.since = Date.now();
     touch();
@@ -282,8 +291,9 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
         credential: config.credential,
       };
       state.seq++;
+      let child;
       try {
-        await startChild(RunnerWorkflow, {
+        child = await startChild(RunnerWorkflow, {
           workflowId,
           args: [{ spec, timing: config.timing, slot: { hostWorkflowId: hostWorkflowId(host) } }],
           // Runners outlive a pool run (continue-as-new); deleting the pool cancels them itself.
@@ -300,7 +310,8 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
         throw err;
       }
       const now = Date.now();
-      runners.set(workflowId, { workflowId, host, phase: 'starting', since: now, startedAt: now });
+      const runnerName = makeRunnerName({ pool: config.name, token: runToken(child.firstExecutionRunId) });
+      runners.set(workflowId, { workflowId, runnerName, host, phase: 'starting', since: now, startedAt: now });
       return true;
     }
   };
@@ -311,7 +322,8 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     if (excess <= 0) return;
     const idle = [...runners.values()]
       .filter((r) => r.phase === 'idle' && !retiring.has(r.workflowId))
-      .sort((a, b) => a.since - b.since)
+      // Newest first: a job that just landed usually went to a runner that waited longest.
+      .sort((a, b) => b.since - a.since)
       .slice(0, excess);
     for (const r of idle) {
       retiring.add(r.workflowId);

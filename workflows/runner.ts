@@ -236,15 +236,19 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     }
     let startedAt = start.startedAt;
     let jobLanded = false;
+    let finishingDeadline: number | undefined;
     if (start.kind === 'idle-timeout') {
       // Take the runner off GitHub first, so no job lands on a runner we are about to destroy.
       const removed = await github.removeRunner({ runnerId, runnerName, allowBusy: true });
-      if (removed !== 'busy') {
+      if (removed === 'removed') {
         outcome = retire ? 'retired' : 'idle-timeout';
         await host.cleanup.stopGuestRunner({ vmName: vm, runnerDir: spec.runnerDir });
       } else {
-        jobLanded = true; // a job arrived just as we gave up on it: let it run
+        // 'busy': a job arrived just as we gave up on it, let it run. 'not-found': an ephemeral
+        // registration is gone only once its job ended, so the runner is about to exit.
+        jobLanded = true;
         startedAt = Date.now();
+        if (removed === 'not-found') finishingDeadline = Date.now() + 2 * 60_000;
       }
     } else if (start.kind === 'runner-exited') {
       outcome = 'runner-exited';
@@ -256,7 +260,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
         vmName: vm,
         runnerName,
         runnerDir: spec.runnerDir,
-        jobDeadline: (startedAt ?? Date.now()) + timing.maxJobMs,
+        jobDeadline: finishingDeadline ?? (startedAt ?? Date.now()) + timing.maxJobMs,
       });
       outcome = exit.kind === 'exited' ? 'completed' : 'job-timeout';
       logsCollected = exit.logsCollected;

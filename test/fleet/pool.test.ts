@@ -4,6 +4,10 @@
  * runners and continue-as-new.
  */
 import type { WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Worker } from '@temporalio/worker';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostWorkflowId, poolWorkflowId } from '../../core/names.js';
 import { SA_POOL } from '../../core/search-attributes.js';
@@ -23,9 +27,10 @@ import {
 import type { PoolTuning, PoolWorkflow } from '../../workflows/pool.js';
 import { silentLogger } from '../../webhooks/log.js';
 import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from '../../webhooks/server.js';
-import { createHarness, IMAGE, REPO, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
+import { BUNDLE, createHarness, IMAGE, REPO, ROOT, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
+const FIXTURES = join(ROOT, 'test', 'fixtures', 'histories');
 
 describe.skipIf(skip)('pools on a real Temporal server', () => {
   let h: Harness;
@@ -270,6 +275,25 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
     await new Promise((r) => setTimeout(r, 5_000));
     expect((await status(p)).started - before).toBeLessThanOrEqual(2);
     await deletePool(p, c.name);
+  });
+
+  it('pool and host histories replay against the current workflow code', async () => {
+    const histories = [];
+    for (const p of pools) histories.push({ workflowId: p.workflowId, history: await p.fetchHistory() });
+    const host = h.client.workflow.getHandle(hostWorkflowId(h.hostId));
+    histories.push({ workflowId: host.workflowId, history: await host.fetchHistory() });
+    if (process.env.EKIDEN_RECORD_HISTORIES === '1') {
+      mkdirSync(FIXTURES, { recursive: true });
+      writeFileSync(join(FIXTURES, 'pool-scale.json'), historyToJSON(histories[0]!.history));
+      writeFileSync(join(FIXTURES, 'host.json'), historyToJSON(histories.at(-1)!.history));
+    }
+    let replayed = 0;
+    for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: BUNDLE } }, histories)) {
+      expect(r.error, `replay of ${r.workflowId}`).toBeUndefined();
+      replayed++;
+    }
+    expect(replayed).toBe(histories.length);
+    expect(replayed).toBeGreaterThanOrEqual(5);
   });
 
   it('continue-as-new keeps runners, counters and settings', async () => {
