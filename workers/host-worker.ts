@@ -128,6 +128,9 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
       namespace: opts.namespace,
       taskQueue: hostTaskQueue(opts.hostId),
       activities: { ...hostActivities, ...fleetHost },
+      // Heartbeats are how a cancellation (a retired runner, a deleted pool) reaches a waiting
+      // step: send them often enough that it arrives in seconds, not at 0.8 × heartbeat timeout.
+      maxHeartbeatThrottleInterval: '2 seconds',
       interceptors: { activityInbound: opts.activityInbound ?? [] },
       shutdownGraceTime: grace,
       identity: `ekiden-host-${opts.hostId}@${process.pid}`,

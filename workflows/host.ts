@@ -17,9 +17,11 @@
 import {
   ActivityFailure,
   allHandlersFinished,
+  CancellationScope,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  isCancellation,
   log,
   proxyActivities,
   setHandler,
@@ -146,8 +148,10 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
   setHandler(releaseSlotSignal, ({ workflowId }) => {
     status.leases = status.leases.filter((l) => l.workflowId !== workflowId);
   });
+  let watchScope: CancellationScope | undefined;
   setHandler(retireHostSignal, () => {
     retired = true;
+    watchScope?.cancel();
     status.state = 'retired';
     changed = true;
   });
@@ -221,8 +225,11 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
       // a worker that restarted meanwhile answers it, and the host stays up.
       const watchMs = Math.max(1_000, Math.min(timing.watchMs, lastReconcileAt + timing.reconcileIntervalMs - Date.now()));
       try {
-        answered(await watch.watchHost({ watchMs, beatMs: Math.max(200, Math.floor(timing.downAfterMs / 4)) }));
+        watchScope = new CancellationScope();
+        const beatMs = Math.max(200, Math.floor(timing.downAfterMs / 4));
+        answered(await watchScope.run(() => watch.watchHost({ watchMs, beatMs })));
       } catch (err) {
+        if (retired && isCancellation(err)) break;
         if (!timedOut(err)) {
           log.info('watch ended early', { host: input.id, message: message(err) });
           pause = true;

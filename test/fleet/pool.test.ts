@@ -27,7 +27,7 @@ import {
 import type { PoolTuning, PoolWorkflow } from '../../workflows/pool.js';
 import { silentLogger } from '../../webhooks/log.js';
 import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from '../../webhooks/server.js';
-import { BUNDLE, createHarness, IMAGE, REPO, ROOT, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
+import { BUNDLE, createHarness, IMAGE, REPO, ROOT, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'histories');
@@ -294,6 +294,19 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
     }
     expect(replayed).toBe(histories.length);
     expect(replayed).toBeGreaterThanOrEqual(5);
+  });
+
+  it('no secret in pool, host or runner histories and search attributes', async () => {
+    const secrets = [...h.emulator.secrets(), TOKEN, 'burst-webhook-secret'];
+    expect(h.emulator.secrets().length).toBeGreaterThan(10); // the burst issued JIT configs
+    const ids = [...pools.map((p) => p.workflowId), hostWorkflowId(h.hostId)];
+    for await (const wf of h.client.workflow.list({ query: `WorkflowType = 'RunnerWorkflow' AND EkidenHost = '${h.hostId}'` })) ids.push(wf.workflowId);
+    expect(ids.length).toBeGreaterThan(50);
+    for (const id of ids) {
+      const handle = h.client.workflow.getHandle(id);
+      const text = JSON.stringify(await handle.fetchHistory()) + JSON.stringify((await handle.describe()).raw);
+      for (const secret of secrets) expect(text.includes(secret), `secret in ${id}`).toBe(false);
+    }
   });
 
   it('continue-as-new keeps runners, counters and settings', async () => {
