@@ -8,19 +8,14 @@ import type { RunnerSpec, RunnerTiming } from '../core/runner-spec.js';
 
 // ───────────────────────────── pools ─────────────────────────────
 
+/** The runner shape a pool gives every runner it starts (RunnerSpec minus where it runs). */
+export type PoolRunnerShape = Omit<RunnerSpec, 'pool' | 'host'>;
+
 /** A pool: runners of one shape, kept warm on one or more hosts. */
-export interface PoolConfig {
+export interface PoolConfig extends PoolRunnerShape {
   name: string;
   /** Host ids the pool may place runners on (each one's worker serves `ekiden-host-<id>`). */
   hosts: string[];
-  image: string;
-  imageDigest?: string;
-  labels: string[];
-  runnerGroupId: number;
-  cpu?: number;
-  memoryMb?: number;
-  runnerDir: string;
-  credential: RunnerSpec['credential'];
   /** Runners kept alive whatever the demand (the warm floor). */
   size: number;
   /** Idle runners kept ready on top of the busy ones and the queued jobs. */
