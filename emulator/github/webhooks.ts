@@ -385,7 +385,8 @@ export class WebhookSender {
         const res = await fetch(hook.url, {
           method: 'POST',
           headers,
-          body,
+          // The signed bytes: UTF-8 JSON, sent as the same UTF-8 text.
+          body: body.toString('utf8'),
           signal: AbortSignal.any([closing, AbortSignal.timeout(this.timeoutMs)]),
         });
         await res.arrayBuffer().catch(() => undefined);
