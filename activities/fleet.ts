@@ -8,6 +8,7 @@
  */
 import { Context, log } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { Runtime } from '@temporalio/worker';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { hostWorkflowId, parseRunnerName, parseVmName, runToken } from '../core/names.js';
@@ -18,12 +19,12 @@ import type { HostKeyPins } from '../host/host-keys.js';
 import { acquireSlotUpdate, type HostAnnouncement } from '../workflows/api.js';
 import { classified } from './failures.js';
 
-/** The activity logger inside an activity; JSON on stderr when called at worker start. */
+/** The activity logger inside an activity; the process's Runtime logger at worker start. */
 function note(msg: string, fields: Record<string, unknown>): void {
   try {
     Context.current();
   } catch {
-    console.error(JSON.stringify({ level: 'INFO', msg, ...fields }));
+    Runtime.instance().logger.info(msg, fields);
     return;
   }
   log.info(msg, fields);

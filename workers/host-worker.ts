@@ -5,7 +5,7 @@
  * keep running regardless, and the workflows re-attach when a worker returns.
  */
 import type { Client } from '@temporalio/client';
-import { NativeConnection, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -204,6 +204,9 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
   };
 }
 
+/** Through the process's Runtime logger (JSON lines; a file under `ekiden up`). */
 function log(level: 'INFO' | 'WARN', msg: string, fields: Record<string, unknown>): void {
-  console.error(JSON.stringify({ level, msg, ...fields }));
+  const logger = Runtime.instance().logger;
+  if (level === 'WARN') logger.warn(msg, fields);
+  else logger.info(msg, fields);
 }
