@@ -4,10 +4,27 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { FailureType } from '../core/failures.js';
-import { DriverError } from '../drivers/types.js';
+import { FailureType, RETRYABLE } from '../core/failures.js';
+import { DriverError, type DriverErrorCode } from '../drivers/types.js';
 import { GitHubError } from '../github/client.js';
-import { SshError } from '../ssh/client.js';
+import { SshError, type SshErrorCode } from '../ssh/client.js';
+
+const DRIVER_FAILURE: Record<DriverErrorCode, FailureType> = {
+  capacity: FailureType.HostCapacity,
+  invalid: FailureType.InvalidInput,
+  timeout: FailureType.DriverTimeout,
+  'not-found': FailureType.VmLost,
+  failed: FailureType.DriverFailed,
+};
+
+const SSH_FAILURE: Record<SshErrorCode, FailureType> = {
+  timeout: FailureType.SshTimeout,
+  auth: FailureType.SshAuth,
+  'host-key-mismatch': FailureType.SshHostKeyMismatch,
+  connect: FailureType.SshConnect,
+  aborted: FailureType.SshAborted,
+  failed: FailureType.SshFailed,
+};
 
 export function toFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
@@ -21,31 +38,23 @@ export function toFailure(err: unknown): unknown {
     });
   }
   if (err instanceof DriverError) {
-    const type =
-      err.code === 'capacity'
-        ? FailureType.HostCapacity
-        : err.code === 'invalid'
-          ? FailureType.InvalidInput
-          : err.code === 'timeout'
-            ? 'EkidenDriverTimeout'
-            : err.code === 'not-found'
-              ? FailureType.VmLost
-              : 'EkidenDriverFailed';
+    const type = DRIVER_FAILURE[err.code];
     // Capacity is retryable, but not blindly: wait for a slot to free up.
     return ApplicationFailure.create({
       message: err.message,
       type,
-      nonRetryable: type === FailureType.InvalidInput || type === FailureType.VmLost,
+      nonRetryable: !RETRYABLE[type],
       nextRetryDelay: type === FailureType.HostCapacity ? '30s' : undefined,
       cause: err,
     });
   }
   if (err instanceof SshError) {
     // A slow command is worth another try; a guest presenting the wrong host key is not.
+    const type = SSH_FAILURE[err.code];
     return ApplicationFailure.create({
       message: err.message,
-      type: `EkidenSsh_${err.code}`,
-      nonRetryable: err.code === 'host-key-mismatch',
+      type,
+      nonRetryable: !RETRYABLE[type],
       cause: err,
     });
   }

@@ -1,8 +1,14 @@
 /**
- * Stable failure types. Activities throw ApplicationFailure with one of these as `type`;
- * workflows and retry policies match on them (never on constructor names).
- * Pure module: safe to import from workflow code.
+ * The closed registry of failure types. Every ApplicationFailure Ekiden raises carries one of
+ * these as its `type`; workflows and retry policies match on them, never on constructor names
+ * or messages. Each entry says whether retrying can help. A test (test/core/failures.test.ts)
+ * fails when code raises a type that is not listed here, or when an entry is raised nowhere.
+ *
+ * Also the two helpers every layer needs to read a failure: its type and its message, through
+ * Temporal's ActivityFailure/ChildWorkflowFailure wrappers. Pure module: safe in workflow code.
  */
+import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+
 export const FailureType = {
   /** Bad input or configuration: retrying cannot help. */
   InvalidInput: 'EkidenInvalidInput',
@@ -10,7 +16,13 @@ export const FailureType = {
   GitHubAuth: 'EkidenGitHubAuth',
   /** GitHub answered 404 for the scope (repo/org/enterprise does not exist or is hidden). */
   GitHubScopeNotFound: 'EkidenGitHubScopeNotFound',
-  /** The runner is running a job and cannot be removed yet (GitHub 422). Retryable. */
+  /** A runner with that name is already registered (409 on generate-jitconfig). */
+  GitHubConflict: 'EkidenGitHubConflict',
+  /** GitHub's primary or secondary rate limit: retried after the delay GitHub asks for. */
+  GitHubRateLimited: 'EkidenGitHubRateLimited',
+  /** A 5xx, a timeout or a network error talking to GitHub. */
+  GitHubTransient: 'EkidenGitHubTransient',
+  /** The runner is running a job and cannot be removed yet (GitHub 422). */
   RunnerBusy: 'EkidenRunnerBusy',
   /** The host has no capacity left for another VM (e.g. Tart's 2-VM limit). */
   HostCapacity: 'EkidenHostCapacity',
@@ -18,25 +30,84 @@ export const FailureType = {
   ImageNotFound: 'EkidenImageNotFound',
   /** The VM is gone (deleted or its process died) while it was expected to run. */
   VmLost: 'EkidenVmLost',
+  /** A driver operation passed its deadline (start, ip, stop). */
+  DriverTimeout: 'EkidenDriverTimeout',
+  /** Any other driver failure (the hypervisor CLI failed). */
+  DriverFailed: 'EkidenDriverFailed',
   /** The runner credential kept on the host was lost (host state wiped); a new one is needed. */
   CredentialLost: 'EkidenCredentialLost',
   /** The guest did not become reachable over SSH before the deadline. */
   BootTimeout: 'EkidenBootTimeout',
   /** The runner's host stopped answering (marked down by its HostWorkflow). */
   HostDown: 'EkidenHostDown',
-  /** The runner process in the guest exited without ever taking a job. */
-  RunnerExitedIdle: 'EkidenRunnerExitedIdle',
+  /** SSH: the deadline passed before the command finished. */
+  SshTimeout: 'EkidenSshTimeout',
+  /** SSH: the guest refused our client key. */
+  SshAuth: 'EkidenSshAuth',
+  /** SSH: the guest presented another host key than the one pinned for this VM. */
+  SshHostKeyMismatch: 'EkidenSshHostKeyMismatch',
+  /** SSH: no connection could be made. */
+  SshConnect: 'EkidenSshConnect',
+  /** SSH: the call was aborted (its activity was cancelled). */
+  SshAborted: 'EkidenSshAborted',
+  /** SSH: any other failure of the session or the remote command. */
+  SshFailed: 'EkidenSshFailed',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
+/** Whether an activity retry policy may try again after each type. */
+export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
+  EkidenInvalidInput: false,
+  EkidenGitHubAuth: false,
+  EkidenGitHubScopeNotFound: false,
+  EkidenGitHubConflict: false,
+  EkidenGitHubRateLimited: true,
+  EkidenGitHubTransient: true,
+  EkidenRunnerBusy: true,
+  EkidenHostCapacity: true,
+  EkidenImageNotFound: false,
+  EkidenVmLost: false,
+  EkidenDriverTimeout: true,
+  EkidenDriverFailed: true,
+  EkidenCredentialLost: false,
+  EkidenBootTimeout: false,
+  EkidenHostDown: false,
+  EkidenSshTimeout: true,
+  EkidenSshAuth: true,
+  EkidenSshHostKeyMismatch: false,
+  EkidenSshConnect: true,
+  EkidenSshAborted: true,
+  EkidenSshFailed: true,
+};
+
 /** Failure types that must never be retried by an activity retry policy. */
-export const NON_RETRYABLE: readonly FailureType[] = [
-  FailureType.InvalidInput,
-  FailureType.GitHubAuth,
-  FailureType.GitHubScopeNotFound,
-  FailureType.ImageNotFound,
-  FailureType.VmLost,
-  FailureType.CredentialLost,
-  FailureType.BootTimeout,
-];
+export const NON_RETRYABLE: readonly FailureType[] = (Object.keys(RETRYABLE) as FailureType[]).filter((t) => !RETRYABLE[t]);
+
+export function isFailureType(value: string): value is FailureType {
+  return Object.prototype.hasOwnProperty.call(RETRYABLE, value);
+}
+
+/** The innermost Temporal failure's cause chain, unwrapped down to the ApplicationFailure. */
+function innermost(err: unknown): unknown {
+  let cur = err;
+  while (cur instanceof TemporalFailure && !(cur instanceof ApplicationFailure) && cur.cause) cur = cur.cause;
+  return cur;
+}
+
+/** The registry type of a failure (through activity/child wrappers), if it has one. */
+export function failureType(err: unknown): string | undefined {
+  const cause = innermost(err);
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+}
+
+/** The message worth showing a person: the innermost cause's, not the wrapper's. */
+export function failureMessage(err: unknown): string {
+  const cause = innermost(err);
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/** The message of anything thrown (an Error's message, or the value itself as text). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -50,7 +50,7 @@ export type Logger = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, f
 /** A GitHub failure classified at the boundary: `type` is stable, `retryable` says what to do. */
 export class GitHubError extends Error {
   override readonly name = 'GitHubError';
-  readonly type: FailureType | 'EkidenGitHubTransient' | 'EkidenGitHubRateLimited' | 'EkidenGitHubConflict';
+  readonly type: FailureType;
   readonly status?: number;
   readonly retryable: boolean;
   /** For rate limits: seconds to wait before trying again. */
@@ -155,18 +155,18 @@ export function classifyGitHubError(err: unknown, what: string): GitHubError {
       const retryAfter = headerNumber(headers, 'retry-after');
       const reset = headerNumber(headers, 'x-ratelimit-reset');
       const wait = retryAfter ?? (reset !== undefined ? Math.max(1, reset - Math.floor(Date.now() / 1000)) : 60);
-      return new GitHubError(short, { type: 'EkidenGitHubRateLimited', status, retryable: true, retryAfterSeconds: wait, cause: err });
+      return new GitHubError(short, { type: FailureType.GitHubRateLimited, status, retryable: true, retryAfterSeconds: wait, cause: err });
     }
     if (status === 401 || status === 403) return new GitHubError(short, { type: FailureType.GitHubAuth, status, retryable: false, cause: err });
     if (status === 404) return new GitHubError(short, { type: FailureType.GitHubScopeNotFound, status, retryable: false, cause: err });
-    if (status === 409) return new GitHubError(short, { type: 'EkidenGitHubConflict', status, retryable: false, cause: err });
+    if (status === 409) return new GitHubError(short, { type: FailureType.GitHubConflict, status, retryable: false, cause: err });
     if (status === 422) return new GitHubError(short, { type: FailureType.InvalidInput, status, retryable: false, cause: err });
     if (status >= 500 || status === 429 || status === 408) {
-      return new GitHubError(short, { type: 'EkidenGitHubTransient', status, retryable: true, cause: err });
+      return new GitHubError(short, { type: FailureType.GitHubTransient, status, retryable: true, cause: err });
     }
     return new GitHubError(short, { type: FailureType.InvalidInput, status, retryable: false, cause: err });
   }
   // Network errors, timeouts, aborted sockets: worth another try.
   const msg = err instanceof Error ? err.message : String(err);
-  return new GitHubError(`${what}: ${msg}`, { type: 'EkidenGitHubTransient', retryable: true, cause: err });
+  return new GitHubError(`${what}: ${msg}`, { type: FailureType.GitHubTransient, retryable: true, cause: err });
 }

@@ -40,7 +40,7 @@ export class RunnerRegistry {
       return { runnerId: data.runner.id, runnerName: data.runner.name, encodedJitConfig: data.encoded_jit_config };
     } catch (err) {
       const e = classifyGitHubError(err, 'generate JIT config');
-      if (e.type !== 'EkidenGitHubConflict') throw e;
+      if (e.type !== FailureType.GitHubConflict) throw e;
     }
     // 409: a runner with this name exists. Names are unique per workflow run, so it was made by
     // an earlier attempt whose response was lost; nobody holds its config. Remove it, ask again.

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FailureType } from '../../core/failures.js';
 import { createHostActivities, type HostActivities } from '../../activities/host.js';
 import type { FakeDriver } from '../../drivers/fake.js';
 import type { VmDriver } from '../../drivers/types.js';
@@ -123,7 +124,7 @@ describe('pin on first use', () => {
       () => env.run(acts.bootVm, { vmName: vm, bootTimeoutMs: 20_000 }),
     ]) {
       const err = await failure(attempt());
-      expect(err.type).toBe('EkidenSsh_host-key-mismatch');
+      expect(err.type).toBe(FailureType.SshHostKeyMismatch);
       expect(err.nonRetryable).toBe(true);
       expect(err.message).toContain(`VM ${vm}`);
       expect(err.message).toContain(other.fingerprint);
