@@ -42,18 +42,22 @@ export function hostWorkflowId(host: string): string {
   return `host/${host}`;
 }
 
+/** Characters in a run token: 13 base-36 digits carry all 64 bits of the hash. */
+export const RUN_TOKEN_LENGTH = 13;
+
 /**
- * Deterministic, short token derived from a workflow run id: stable across activity
- * retries and worker restarts, distinct between runs (and so between recycled runners).
+ * Deterministic token derived from a workflow run id: stable across activity retries and
+ * worker restarts, distinct between runs (and so between recycled runners). 64 bits (FNV-1a),
+ * so two live runners of a pool share a token with odds of about n²/2⁶⁵: at a million runners
+ * a day, once in tens of thousands of years even if every one of them were alive at once.
  */
 export function runToken(runId: string): string {
-  // FNV-1a 32-bit, rendered base36: deterministic and dependency-free.
-  let h = 0x811c9dc5;
+  let h = 0xcbf29ce484222325n;
   for (let i = 0; i < runId.length; i++) {
-    h ^= runId.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
+    h ^= BigInt(runId.charCodeAt(i));
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
   }
-  return h.toString(36).padStart(7, '0');
+  return h.toString(36).padStart(RUN_TOKEN_LENGTH, '0');
 }
 
 export interface VmNameParts {
@@ -69,7 +73,7 @@ export function vmName(parts: VmNameParts): string {
 
 export function parseVmName(name: string): VmNameParts | undefined {
   if (!name.startsWith(VM_PREFIX)) return undefined;
-  const m = /^([a-z0-9][a-z0-9-]*)-([0-9a-z]{7})-(\d+)$/.exec(name.slice(VM_PREFIX.length));
+  const m = /^([a-z0-9][a-z0-9-]*)-([0-9a-z]{13})-(\d+)$/.exec(name.slice(VM_PREFIX.length));
   if (!m) return undefined;
   return { pool: m[1]!, token: m[2]!, attempt: Number(m[3]) };
 }
@@ -86,7 +90,7 @@ export function runnerName(parts: RunnerNameParts): string {
 
 export function parseRunnerName(name: string): RunnerNameParts | undefined {
   if (!name.startsWith(RUNNER_PREFIX)) return undefined;
-  const m = /^([a-z0-9][a-z0-9-]*)-([0-9a-z]{7})$/.exec(name.slice(RUNNER_PREFIX.length));
+  const m = /^([a-z0-9][a-z0-9-]*)-([0-9a-z]{13})$/.exec(name.slice(RUNNER_PREFIX.length));
   if (!m) return undefined;
   return { pool: m[1]!, token: m[2]! };
 }

@@ -13,7 +13,8 @@
  * Output: merges { pid } into <vmDir>/vm.json at start, { port } as soon as the port is bound
  * (connections are closed until "booted"), { bootedAt } once SSH answers, bootDelayMs later.
  *
- * Imports Node built-ins, ssh2 and ./fake-procs.js only: it may run from a transpiled copy.
+ * Imports Node built-ins, ssh2, ./fake-procs.js and ./guest-exec.js only: it may run from a
+ * transpiled copy (the list is GUEST_SOURCES in fake.ts).
  */
 import { spawn } from 'node:child_process';
 import { timingSafeEqual } from 'node:crypto';
@@ -24,6 +25,7 @@ import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { AuthContext, ServerChannel } from 'ssh2';
 import { GUEST_FLAG, MARKER_ENV, killVmProcesses } from './fake-procs.js';
+import { bridgeExec } from './guest-exec.js';
 
 interface GuestConfig {
   username: string;
@@ -189,7 +191,6 @@ function onClient(client: ssh2.Connection): void {
 const hostUser = userInfo().username;
 
 function runCommand(channel: ServerChannel, command: string, sessionEnv: Record<string, string>) {
-  channel.on('error', () => {});
   const child = spawn('bash', ['-c', command], {
     cwd: vmDir,
     // process.env is the minimal environment the driver gave the guest (PATH, locale, marker).
@@ -199,31 +200,7 @@ function runCommand(channel: ServerChannel, command: string, sessionEnv: Record<
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   if (child.pid && process.platform !== 'linux') appendFileSync(pgidsFile, `${child.pid}\n`);
-  child.stdin.on('error', () => {});
-  channel.pipe(child.stdin);
-  child.stdout.pipe(channel, { end: false });
-  child.stderr.pipe(channel.stderr, { end: false });
-  let channelClosed = false;
-  channel.on('close', () => {
-    channelClosed = true;
-    // As with sshd: the command keeps running, its pipes are gone (it gets EPIPE/SIGPIPE).
-    child.stdout.unpipe();
-    child.stderr.unpipe();
-    child.stdin.destroy();
-    child.stdout.destroy();
-    child.stderr.destroy();
-  });
-  child.on('error', (err) => {
-    if (channelClosed) return;
-    channel.stderr.write(`fake-guest: ${err.message}\n`);
-    channel.exit(127);
-    channel.end();
-  });
-  child.on('close', (code, sig) => {
-    if (channelClosed) return;
-    if (sig) channel.exit(sig.replace(/^SIG/, ''), false, '');
-    else channel.exit(code ?? 0);
-    channel.end();
-  });
+  // As with sshd: once the channel is gone the command keeps running without its pipes.
+  bridgeExec(channel, child, { errorPrefix: 'fake-guest: ', destroyPipesOnClose: true });
   return child;
 }

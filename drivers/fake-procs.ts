@@ -8,11 +8,13 @@
  * Elsewhere (macOS) the guest records the process group of each command it runs instead, which
  * misses processes that called setsid themselves.
  *
- * Imports Node built-ins only: the fake driver may run this file from a transpiled copy.
+ * Imports Node built-ins and ./procs.js only: the fake driver may run this file from a
+ * transpiled copy.
  */
 import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { isLivePid, pause } from './procs.js';
 
 /** argv marker of a guest process: `node <script> --ekiden-fake-guest <vmDir>`. */
 export const GUEST_FLAG = '--ekiden-fake-guest';
@@ -21,23 +23,6 @@ export const MARKER_ENV = 'EKIDEN_FAKE_VM';
 
 const hasProcFs = process.platform === 'linux';
 const execFileAsync = promisify(execFile);
-
-/** Alive and not a zombie (orphans are not always reaped, e.g. in containers). */
-export async function isLive(pid: number): Promise<boolean> {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  if (!hasProcFs) return true;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
 async function commandLine(pid: number): Promise<string | undefined> {
   try {
@@ -51,7 +36,7 @@ async function commandLine(pid: number): Promise<string | undefined> {
 
 /** True when `pid` is a live fake-guest process serving `vmDir` (not a reused pid). */
 export async function isFakeGuest(pid: number, vmDir: string): Promise<boolean> {
-  if (!Number.isInteger(pid) || pid <= 0 || !(await isLive(pid))) return false;
+  if (!Number.isInteger(pid) || pid <= 0 || !isLivePid(pid)) return false;
   const cmd = await commandLine(pid);
   return cmd !== undefined && cmd.endsWith(`${GUEST_FLAG} ${vmDir}`);
 }
@@ -108,22 +93,6 @@ export async function vmProcesses(refs: VmProcessRefs): Promise<number[]> {
     }
   }
   return [...out];
-}
-
-/** Resolves after `ms`; rejects with the signal's reason on abort. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function send(targets: number[], sig: NodeJS.Signals): void {

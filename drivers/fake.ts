@@ -26,7 +26,8 @@
  * them with `setFault` before `start`, or ship them in an image template under
  * `.fake/faults/`): see FakeFault.
  */
-import { errCode, ownVmDirNames, rand, removeVmDir } from './vm-dirs.js';
+import { checkVmName, errCode, listOwnVms, rand, removeVmDir } from './vm-dirs.js';
+import { VM_RECORD_FILE, hasAnyField, readVmRecord, vmRecordText, withoutFields, writeFileAtomic, writeVmRecord } from './vm-record.js';
 import { KeyedLock } from '../core/keyed-lock.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -34,9 +35,9 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseVmName } from '../core/names.js';
 import { generateSshKeyPair } from '../ssh/keys.js';
-import { GUEST_FLAG, MARKER_ENV, isFakeGuest, killVmProcesses, pause, vmProcesses } from './fake-procs.js';
+import { GUEST_FLAG, MARKER_ENV, isFakeGuest, killVmProcesses, vmProcesses } from './fake-procs.js';
+import { minimalEnv, pause } from './procs.js';
 import { DriverError, type ImageInfo, type SshEndpoint, type VmDriver, type VmInfo, type VmState } from './types.js';
 
 /**
@@ -91,14 +92,6 @@ interface VmRecord {
 
 const RUNTIME_FIELDS = ['pid', 'port', 'bootedAt'] as const;
 
-
-
-async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = `${file}.${process.pid}.${rand()}.tmp`;
-  await fs.writeFile(tmp, data, { mode });
-  await fs.rename(tmp, file);
-}
-
 /** sha256 over the sorted relative paths and contents of every file (and symlink) of a tree. */
 async function treeDigest(dir: string): Promise<string> {
   const entries: Array<{ rel: string; kind: 'file' | 'link' }> = [];
@@ -127,23 +120,18 @@ function imageKey(image: string): string {
   return `${safe}-${createHash('sha256').update(image).digest('hex').slice(0, 8)}`;
 }
 
-function checkName(name: string): void {
-  if (!parseVmName(name)) throw new DriverError('invalid', `"${name}" is not an Ekiden VM name`);
-}
-
 /** The guest's environment: minimal, so no secret of the worker leaks into "VMs". */
 function guestEnv(instanceId: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { [MARKER_ENV]: instanceId };
-  for (const key of ['PATH', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR']) if (process.env[key]) env[key] = process.env[key];
-  return env;
+  return { [MARKER_ENV]: instanceId, ...minimalEnv() };
 }
 
 let guestScriptPromise: Promise<string> | undefined;
 
 /**
  * Path of the guest entry point: the compiled sibling (dist/drivers/fake-guest.js), or, when
- * this module runs from TypeScript sources (vitest), a transpiled copy of fake-guest.ts and
- * fake-procs.ts cached under node_modules/.cache (Node 20 cannot run .ts files).
+ * this module runs from TypeScript sources (vitest), a transpiled copy of fake-guest.ts and the
+ * modules it imports (GUEST_SOURCES) cached under node_modules/.cache (Node 20 cannot run .ts
+ * files).
  */
 function guestScript(): Promise<string> {
   guestScriptPromise ??= locateGuestScript().catch((err: unknown) => {
@@ -153,11 +141,14 @@ function guestScript(): Promise<string> {
   return guestScriptPromise;
 }
 
+/** fake-guest.ts and every module it imports, all in this directory. */
+const GUEST_SOURCES = ['fake-guest.ts', 'fake-procs.ts', 'procs.ts', 'guest-exec.ts'];
+
 async function locateGuestScript(): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const compiled = path.join(here, 'fake-guest.js');
   if (existsSync(compiled)) return compiled;
-  const sources = ['fake-guest.ts', 'fake-procs.ts'];
+  const sources = GUEST_SOURCES;
   const texts = await Promise.all(sources.map((f) => fs.readFile(path.join(here, f), 'utf8'))).catch((err: unknown) => {
     throw new DriverError('failed', 'fake-guest script not found next to the fake driver', { cause: err });
   });
@@ -216,7 +207,7 @@ export class FakeDriver implements VmDriver {
 
   /** The VM's directory (its HOME) on this host. */
   vmDir(name: string): string {
-    checkName(name);
+    checkVmName(name);
     return path.join(this.root, 'vms', name);
   }
 
@@ -269,7 +260,7 @@ export class FakeDriver implements VmDriver {
   // ---- VMs ----
 
   async clone(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (existsSync(dir)) return;
@@ -299,7 +290,7 @@ export class FakeDriver implements VmDriver {
           ...(args.memoryMb !== undefined ? { memoryMb: args.memoryMb } : {}),
           createdAt: new Date().toISOString(),
         };
-        await fs.writeFile(path.join(tmp, 'vm.json'), `${JSON.stringify(record, null, 2)}\n`);
+        await fs.writeFile(path.join(tmp, VM_RECORD_FILE), vmRecordText(record));
         args.signal?.throwIfAborted();
         try {
           await fs.rename(tmp, dir);
@@ -314,7 +305,7 @@ export class FakeDriver implements VmDriver {
   }
 
   async start(args: { name: string; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, () =>
       this.maxRunning === undefined ? this.startLocked(args.name, args.signal) : this.locks.run('capacity', () => this.startLocked(args.name, args.signal)),
     );
@@ -342,7 +333,7 @@ export class FakeDriver implements VmDriver {
       JSON.stringify({ username: rec.username, bootDelayMs: this.bootDelayMs, instanceId: rec.instanceId }),
       0o600,
     );
-    await this.writeRecord(withoutRuntime(rec));
+    await this.writeRecord(withoutFields(rec, RUNTIME_FIELDS));
     const script = await guestScript();
     const log = await fs.open(path.join(fake, 'guest.log'), 'a', 0o600);
     let child;
@@ -382,7 +373,7 @@ export class FakeDriver implements VmDriver {
   }
 
   async sshEndpoint(args: { name: string; timeoutMs: number; signal?: AbortSignal }): Promise<SshEndpoint> {
-    checkName(args.name);
+    checkVmName(args.name);
     const dir = this.vmDir(args.name);
     const deadline = Date.now() + args.timeoutMs;
     for (;;) {
@@ -408,7 +399,7 @@ export class FakeDriver implements VmDriver {
   }
 
   async stop(args: { name: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, () => this.stopLocked(args.name, args.timeoutMs ?? this.stopTimeoutMs, args.signal));
   }
 
@@ -420,11 +411,11 @@ export class FakeDriver implements VmDriver {
       { vmDir: dir, instanceId: rec?.instanceId, guestPid: rec?.pid, pgidsFile: path.join(dir, '.fake', 'pgids') },
       { graceMs, signal },
     );
-    if (rec && RUNTIME_FIELDS.some((f) => rec[f] !== undefined)) await this.writeRecord(withoutRuntime(rec));
+    if (rec && hasAnyField(rec, RUNTIME_FIELDS)) await this.writeRecord(withoutFields(rec, RUNTIME_FIELDS));
   }
 
   async delete(args: { name: string; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (!existsSync(dir)) return;
@@ -434,16 +425,11 @@ export class FakeDriver implements VmDriver {
   }
 
   async list(_args?: { signal?: AbortSignal }): Promise<VmInfo[]> {
-    const out: VmInfo[] = [];
-    for (const name of await ownVmDirNames(path.join(this.root, 'vms'))) {
-      const info = await this.info(name);
-      if (info) out.push(info);
-    }
-    return out;
+    return listOwnVms(path.join(this.root, 'vms'), (name) => this.info(name));
   }
 
   async get(args: { name: string; signal?: AbortSignal }): Promise<VmInfo | undefined> {
-    checkName(args.name);
+    checkVmName(args.name);
     return this.info(args.name);
   }
 
@@ -484,28 +470,15 @@ export class FakeDriver implements VmDriver {
   }
 
   private async readRecord(name: string): Promise<VmRecord | undefined> {
-    try {
-      return JSON.parse(await fs.readFile(path.join(this.vmDir(name), 'vm.json'), 'utf8')) as VmRecord;
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') return undefined;
-      throw new DriverError('failed', `state of VM ${name} is unreadable`, { cause: err });
-    }
+    return readVmRecord<VmRecord>(this.vmDir(name));
   }
 
   private async writeRecord(rec: VmRecord): Promise<void> {
-    await writeFileAtomic(path.join(this.vmDir(rec.name), 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`);
+    await writeVmRecord(this.vmDir(rec.name), rec);
   }
 
   private async logTail(name: string): Promise<string> {
     const text = await fs.readFile(path.join(this.vmDir(name), '.fake', 'guest.log'), 'utf8').catch(() => '');
     return text.trim().split('\n').slice(-30).join(' | ').slice(-3000);
   }
-
-  /** Serialises operations per key within this process. */
-}
-
-function withoutRuntime(rec: VmRecord): VmRecord {
-  const copy = { ...rec };
-  for (const f of RUNTIME_FIELDS) delete copy[f];
-  return copy;
 }

@@ -17,22 +17,28 @@
  * disk, so a new QemuDriver over the same root (a restarted worker) finds, stops and deletes
  * them. A VM runs when its recorded pid is alive and that process's argv carries the VM's
  * `-name` and `-uuid`.
+ *
+ * Split by concern: qemu-args.ts builds QEMU's command line (pure), qemu-record.ts holds the
+ * VM record and file layout, qemu-process.ts launches, recognises and stops QEMU processes,
+ * qemu-net.ts picks ports and tap interfaces; this class sequences them under per-VM locks.
  */
-import { errCode, ownVmDirNames, rand, removeVmDir } from './vm-dirs.js';
+import { checkVmName, listOwnVms, rand, removeVmDir } from './vm-dirs.js';
 import { KeyedLock } from '../core/keyed-lock.js';
-import { spawn, execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
-import { parseVmName } from '../core/names.js';
 import { hostKeyFingerprint } from '../ssh/client.js';
 import { resolveAutoAccel, type Accel } from './qemu-accel.js';
+import { defaultCpuModel, qemuArgs, uuidOf, type QemuNetArgs } from './qemu-args.js';
 import { imageDigest, loadQemuImage } from './qemu-image.js';
-import { qmpCommand } from './qemu-qmp.js';
+import { freeLoopbackPort, isHostfwdRace, lastGuestIpv4, pickTapIfname } from './qemu-net.js';
+import { isQemuOf, killQuietly, launchDaemonized, readPidFile, runTool, stopQemu } from './qemu-process.js';
+import { clearRuntime, qemuVmFiles, qmpSocketPath, readQemuRecord, writeQemuRecord, type QemuVmRecord } from './qemu-record.js';
+import { pause } from './procs.js';
+import { VM_RECORD_FILE, vmRecordText } from './vm-record.js';
 import { DriverError, type ImageInfo, type SshEndpoint, type VmDriver, type VmInfo, type VmState } from './types.js';
 
 export type QemuNetwork =
@@ -75,124 +81,6 @@ export interface QemuDriverOptions {
   /** Appended to the image's kernel command line. */
   extraAppend?: string;
 }
-
-interface VmRecord {
-  format: 1;
-  name: string;
-  image: string;
-  imageDir: string;
-  digest: string;
-  kernel: string;
-  initrd: string;
-  append: string;
-  username: string;
-  hostKeySha256: string;
-  /** 32 hex digits: systemd.machine_id= and (as a UUID) -uuid. */
-  machineId: string;
-  mac: string;
-  cpu: number;
-  memoryMb: number;
-  /** The overlay is larger than the image's disk: the guest grows its filesystem at boot. */
-  growfs?: boolean;
-  createdAt: string;
-  // while running (or until the next start/stop notices it is gone)
-  pid?: number;
-  sshPort?: number;
-  qmpSocket?: string;
-  tapIfname?: string;
-  accel?: Accel;
-  cpuModel?: string;
-  startedAt?: string;
-}
-
-const RUNTIME_FIELDS = ['pid', 'sshPort', 'qmpSocket', 'tapIfname', 'accel', 'cpuModel', 'startedAt'] as const;
-const KEYS = 'keys';
-const HOST_KEY = 'host_ed25519';
-const CLIENT_KEY = 'client_ed25519';
-/** Longest unix socket path we hand QEMU (sun_path is 108 bytes with the NUL). */
-const MAX_SOCKET_PATH = 100;
-
-
-
-function checkName(name: string): void {
-  if (!parseVmName(name)) throw new DriverError('invalid', `"${name}" is not an Ekiden VM name`);
-}
-
-/** QEMU option values: a comma is written as two. */
-function optValue(value: string): string {
-  return value.replace(/,/g, ',,');
-}
-
-function uuidOf(machineId: string): string {
-  const h = machineId;
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
-async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = `${file}.${process.pid}.${rand()}.tmp`;
-  await fs.writeFile(tmp, data, { mode });
-  await fs.rename(tmp, file);
-}
-
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason as Error);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function run(file: string, args: string[], signal?: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { signal, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-      if (err) {
-        const detail = (stderr || err.message).trim().split('\n').slice(-3).join(' | ');
-        reject(new DriverError(errCode(err) === 'ENOENT' ? 'not-found' : 'failed', `${path.basename(file)}: ${detail}`, { cause: err }));
-      } else resolve(stdout);
-    });
-  });
-}
-
-/** A loopback TCP port nobody listens on right now (QEMU binds it moments later; start retries on a race). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** The argv of a live (non-zombie) process, or undefined. */
-async function processArgv(pid: number): Promise<string[] | undefined> {
-  try {
-    const raw = await fs.readFile(`/proc/${pid}/cmdline`);
-    if (raw.length === 0) return undefined; // zombie or kernel thread
-    return raw.toString('utf8').replace(/\0$/, '').split('\0');
-  } catch {
-    return undefined;
-  }
-}
-
-function argAfter(argv: string[], flag: string): string | undefined {
-  const i = argv.indexOf(flag);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
-const GUEST_IPV4 = /ekiden-guest: ipv4=(\d{1,3}(?:\.\d{1,3}){3})/g;
 
 export class QemuDriver implements VmDriver {
   readonly kind = 'qemu' as const;
@@ -240,7 +128,7 @@ export class QemuDriver implements VmDriver {
 
   /** The VM's directory on this host. */
   vmDir(name: string): string {
-    checkName(name);
+    checkVmName(name);
     return path.join(this.root, 'vms', name);
   }
 
@@ -270,7 +158,7 @@ export class QemuDriver implements VmDriver {
   // ---- VMs ----
 
   async clone(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     checkResources(args.cpu ?? this.cpu, args.memoryMb ?? this.memoryMb);
     await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
@@ -284,29 +172,30 @@ export class QemuDriver implements VmDriver {
       await fs.mkdir(vmsDir, { recursive: true, mode: 0o700 });
       const tmp = path.join(vmsDir, `.tmp-${args.name}-${rand()}`);
       try {
-        await fs.mkdir(path.join(tmp, KEYS), { recursive: true, mode: 0o700 });
-        const createArgs = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, path.join(tmp, 'disk.qcow2')];
+        const files = qemuVmFiles(tmp);
+        await fs.mkdir(files.keysDir, { recursive: true, mode: 0o700 });
+        const createArgs = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, files.disk];
         let growfs = false;
         if (this.diskGb !== undefined) {
-          const info = JSON.parse(await run(this.qemuImgBinary, ['info', '--output=json', '-U', base], args.signal)) as { 'virtual-size': number };
+          const info = JSON.parse(await runTool(this.qemuImgBinary, ['info', '--output=json', '-U', base], args.signal)) as { 'virtual-size': number };
           const size = this.diskGb * 1024 ** 3;
           if (size > info['virtual-size']) {
             createArgs.push(String(size));
             growfs = true;
           }
         }
-        await run(this.qemuImgBinary, createArgs, args.signal);
+        await runTool(this.qemuImgBinary, createArgs, args.signal);
         const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${args.name} host key` });
         const clientKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `ekiden@${os.hostname()} for ${args.name}` });
-        await fs.writeFile(path.join(tmp, KEYS, HOST_KEY), hostKey.private, { mode: 0o600 });
-        await fs.writeFile(path.join(tmp, KEYS, `${HOST_KEY}.pub`), `${hostKey.public}\n`, { mode: 0o644 });
-        await fs.writeFile(path.join(tmp, KEYS, CLIENT_KEY), clientKey.private, { mode: 0o600 });
-        await fs.writeFile(path.join(tmp, KEYS, `${CLIENT_KEY}.pub`), `${clientKey.public}\n`, { mode: 0o644 });
-        await fs.writeFile(path.join(tmp, 'hostname'), args.name, { mode: 0o644 });
+        await fs.writeFile(files.hostKey, hostKey.private, { mode: 0o600 });
+        await fs.writeFile(files.hostKeyPub, `${hostKey.public}\n`, { mode: 0o644 });
+        await fs.writeFile(files.clientKey, clientKey.private, { mode: 0o600 });
+        await fs.writeFile(files.clientKeyPub, `${clientKey.public}\n`, { mode: 0o644 });
+        await fs.writeFile(files.hostname, args.name, { mode: 0o644 });
         const parsed = ssh2.utils.parseKey(hostKey.public);
         if (parsed instanceof Error) throw parsed;
         const mac = randomBytes(3);
-        const rec: VmRecord = {
+        const rec: QemuVmRecord = {
           format: 1,
           name: args.name,
           image: args.image,
@@ -324,7 +213,7 @@ export class QemuDriver implements VmDriver {
           createdAt: new Date().toISOString(),
         };
         if (growfs) rec.growfs = true;
-        await fs.writeFile(path.join(tmp, 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`);
+        await fs.writeFile(path.join(tmp, VM_RECORD_FILE), vmRecordText(rec));
         args.signal?.throwIfAborted();
         await fs.rename(tmp, dir);
       } finally {
@@ -334,7 +223,7 @@ export class QemuDriver implements VmDriver {
   }
 
   async start(args: { name: string; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, () => this.startLocked(args.name, args.signal));
   }
 
@@ -343,7 +232,7 @@ export class QemuDriver implements VmDriver {
     let rec = await this.readRecord(name);
     if (!rec) throw new DriverError('not-found', `VM ${name} does not exist`);
     if (await this.alive(rec)) return;
-    rec = await this.clearRuntime(rec);
+    rec = await clearRuntime(dir, rec);
     if (this.maxRunning !== undefined) {
       const running = (await this.list()).filter((vm) => vm.state === 'running').length;
       if (running >= this.maxRunning) {
@@ -355,69 +244,43 @@ export class QemuDriver implements VmDriver {
       if (!existsSync(f)) throw new DriverError('not-found', `VM ${name}: ${f} of image ${rec.image} is gone`);
     }
     const accel = await this.accel(rec);
-    const cpuModel = this.cpuModel ?? (accel === 'kvm' ? 'host' : 'max');
-    const consoleLog = path.join(dir, 'console.log');
-    await fs.rename(consoleLog, path.join(dir, 'console.prev.log')).catch(() => {});
-    let qmpSocket = path.join(dir, 'qmp.sock');
-    if (Buffer.byteLength(qmpSocket) > MAX_SOCKET_PATH) {
-      qmpSocket = path.join(os.tmpdir(), `ekiden-qmp-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}.sock`);
-    }
-    const pidFile = path.join(dir, 'qemu.pid');
-    await fs.rm(pidFile, { force: true });
+    const cpuModel = this.cpuModel ?? defaultCpuModel(accel);
+    const files = qemuVmFiles(dir);
+    await fs.rename(files.console, files.prevConsole).catch(() => {});
+    const qmpSocket = qmpSocketPath(dir);
+    await fs.rm(files.pidFile, { force: true });
     await fs.rm(qmpSocket, { force: true });
-
-    let append = `${rec.append} systemd.machine_id=${rec.machineId}`;
-    if (rec.growfs) append += ' ekiden.growfs=1';
-    // Under TCG the guest CPU does not speculate: its side-channel mitigations only cost time.
-    if (accel === 'tcg') append += ' mitigations=off';
-    if (this.extraAppend) append += ` ${this.extraAppend}`;
-    const common = [
-      '-name', name,
-      '-uuid', uuidOf(rec.machineId),
-      '-machine', 'q35',
-      '-accel', accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
-      '-cpu', cpuModel,
-      '-smp', String(rec.cpu),
-      '-m', String(rec.memoryMb),
-      '-nodefaults', '-no-user-config',
-      '-display', 'none',
-      '-monitor', 'none',
-      '-serial', `file:${optValue(consoleLog)}`,
-      '-kernel', rec.kernel,
-      '-initrd', rec.initrd,
-      '-append', append,
-      '-drive', `if=virtio,file=${optValue(path.join(dir, 'disk.qcow2'))},format=qcow2,cache=writeback,discard=unmap`,
-      '-device', 'virtio-rng-pci',
-      '-fw_cfg', `name=opt/ekiden/host_key,file=${optValue(path.join(dir, KEYS, HOST_KEY))}`,
-      '-fw_cfg', `name=opt/ekiden/host_key_pub,file=${optValue(path.join(dir, KEYS, `${HOST_KEY}.pub`))}`,
-      '-fw_cfg', `name=opt/ekiden/authorized_keys,file=${optValue(path.join(dir, KEYS, `${CLIENT_KEY}.pub`))}`,
-      '-fw_cfg', `name=opt/ekiden/hostname,file=${optValue(path.join(dir, 'hostname'))}`,
-      '-qmp', `unix:${optValue(qmpSocket)},server=on,wait=off`,
-      '-pidfile', pidFile,
-      '-daemonize',
-    ];
 
     const attempts = this.network.kind === 'user' ? 3 : 1;
     for (let attempt = 1; ; attempt++) {
-      let sshPort: number | undefined;
-      let tapIfname: string | undefined;
-      let netdev: string;
-      if (this.network.kind === 'user') {
-        sshPort = await freePort();
-        netdev = `user,id=n0,hostfwd=tcp:127.0.0.1:${sshPort}-:22`;
-      } else {
-        tapIfname = await this.pickTap(this.network.ifname, name);
-        netdev = `tap,id=n0,ifname=${optValue(tapIfname)},script=no,downscript=no`;
-      }
-      const argv = [...common, '-netdev', netdev, '-device', `virtio-net-pci,netdev=n0,mac=${rec.mac}`];
-      const res = await this.launch(dir, argv);
+      const network: QemuNetArgs =
+        this.network.kind === 'user'
+          ? { kind: 'user', sshPort: await freeLoopbackPort() }
+          : { kind: 'tap', ifname: await this.pickTap(this.network.ifname, name) };
+      const { argv } = qemuArgs({
+        name,
+        machineId: rec.machineId,
+        accel,
+        cpuModel,
+        cpu: rec.cpu,
+        memoryMb: rec.memoryMb,
+        kernel: rec.kernel,
+        initrd: rec.initrd,
+        append: rec.append,
+        growfs: rec.growfs,
+        extraAppend: this.extraAppend,
+        dir,
+        qmpSocket,
+        mac: rec.mac,
+        network,
+      });
+      const res = await launchDaemonized({ qemuBinary: this.qemuBinary, argv, cwd: dir, errFile: files.errFile });
       if (res.ok) {
-        const pidText = await fs.readFile(pidFile, 'utf8').catch(() => '');
-        const pid = Number(pidText.trim());
-        if (!Number.isInteger(pid) || pid <= 0) throw new DriverError('failed', `VM ${name}: QEMU started but wrote no pid file`);
+        const pid = await readPidFile(files.pidFile);
+        if (pid === undefined) throw new DriverError('failed', `VM ${name}: QEMU started but wrote no pid file`);
         rec = { ...rec, pid, qmpSocket, accel, cpuModel, startedAt: new Date().toISOString() };
-        if (sshPort !== undefined) rec.sshPort = sshPort;
-        if (tapIfname !== undefined) rec.tapIfname = tapIfname;
+        if (network.kind === 'user') rec.sshPort = network.sshPort;
+        else rec.tapIfname = network.ifname;
         await this.writeRecord(rec);
         if (!(await this.alive(rec))) {
           throw new DriverError('failed', `VM ${name}: QEMU exited right after starting: ${await this.consoleTail(name)}`);
@@ -425,51 +288,14 @@ export class QemuDriver implements VmDriver {
         return;
       }
       // A QEMU that got as far as daemonizing before failing (or timing out) must not linger.
-      const stray = Number((await fs.readFile(pidFile, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(stray) && stray > 0 && (await this.alive({ ...rec, pid: stray }))) {
-        try {
-          process.kill(stray, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      const portRace = /host forwarding|hostfwd|Address already in use/i.test(res.error);
-      if (!portRace || attempt >= attempts) throw new DriverError('failed', `VM ${name}: QEMU did not start: ${res.error}`);
-    }
-  }
-
-  /** Runs QEMU with -daemonize: its first process exits once the VM is set up (0) or failed. */
-  private async launch(dir: string, argv: string[]): Promise<{ ok: boolean; error: string }> {
-    const errFile = path.join(dir, 'qemu.err');
-    const fh = await fs.open(errFile, 'w', 0o644);
-    try {
-      const env: NodeJS.ProcessEnv = {};
-      for (const key of ['PATH', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR']) if (process.env[key]) env[key] = process.env[key];
-      const child = spawn(this.qemuBinary, argv, { detached: true, stdio: ['ignore', 'ignore', fh.fd], env, cwd: dir });
-      const outcome = await new Promise<{ code: number | null; error?: string }>((resolve) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve({ code: null, error: 'QEMU did not finish setting up the VM within 60 s' });
-        }, 60_000);
-        child.once('error', (err) => {
-          clearTimeout(timer);
-          resolve({ code: null, error: errCode(err) === 'ENOENT' ? `${this.qemuBinary} not found` : err.message });
-        });
-        child.once('exit', (code) => {
-          clearTimeout(timer);
-          resolve({ code });
-        });
-      });
-      if (outcome.code === 0) return { ok: true, error: '' };
-      const stderr = (await fs.readFile(errFile, 'utf8').catch(() => '')).trim();
-      return { ok: false, error: outcome.error ?? (stderr.split('\n').slice(-5).join(' | ') || `exit ${outcome.code}`) };
-    } finally {
-      await fh.close();
+      const stray = await readPidFile(files.pidFile);
+      if (stray !== undefined && (await this.alive({ ...rec, pid: stray }))) killQuietly(stray, 'SIGKILL');
+      if (!isHostfwdRace(res.error) || attempt >= attempts) throw new DriverError('failed', `VM ${name}: QEMU did not start: ${res.error}`);
     }
   }
 
   async sshEndpoint(args: { name: string; timeoutMs: number; signal?: AbortSignal }): Promise<SshEndpoint> {
-    checkName(args.name);
+    checkVmName(args.name);
     const dir = this.vmDir(args.name);
     const deadline = Date.now() + args.timeoutMs;
     for (;;) {
@@ -492,7 +318,7 @@ export class QemuDriver implements VmDriver {
           host,
           port,
           username: rec.username,
-          privateKey: await fs.readFile(path.join(dir, KEYS, CLIENT_KEY), 'utf8'),
+          privateKey: await fs.readFile(qemuVmFiles(dir).clientKey, 'utf8'),
           hostKeySha256: rec.hostKeySha256,
         };
       }
@@ -503,69 +329,23 @@ export class QemuDriver implements VmDriver {
   }
 
   async stop(args: { name: string; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, () => this.stopLocked(args.name, { graceMs: args.timeoutMs ?? this.stopTimeoutMs, signal: args.signal }));
   }
 
-  /**
-   * Graceful: ACPI power button (QMP system_powerdown, repeated every 5 s in case the guest
-   * was not listening yet), SIGKILL after graceMs. Hard (delete): QMP quit, SIGKILL after 5 s.
-   */
+  /** See stopQemu (qemu-process.ts); hard: delete's, QMP quit. */
   private async stopLocked(name: string, opts: { graceMs: number; hard?: boolean; signal?: AbortSignal }): Promise<void> {
+    const dir = this.vmDir(name);
     const rec = await this.readRecord(name);
     if (!rec) return;
-    if (!(await this.alive(rec))) {
-      await this.clearRuntime(rec);
-      return;
-    }
-    const started = Date.now();
-    const graceMs = opts.hard ? 5_000 : Math.max(0, opts.graceMs);
-    const pid = rec.pid!;
-    const ask = async (): Promise<boolean> => {
-      if (!rec.qmpSocket) return false;
-      try {
-        await qmpCommand(rec.qmpSocket, opts.hard ? 'quit' : 'system_powerdown', undefined, 3_000);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    if (graceMs > 0) {
-      let asked = await ask();
-      if (!asked) {
-        // No QMP (socket gone): QEMU still ends cleanly on SIGTERM, though the guest does not shut down.
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // already gone
-        }
-      }
-      let lastAsk = Date.now();
-      while ((await this.alive(rec)) && Date.now() - started < graceMs) {
-        await pause(100, opts.signal);
-        if (asked && !opts.hard && Date.now() - lastAsk >= 5_000) {
-          asked = await ask();
-          lastAsk = Date.now();
-        }
-      }
-    }
     if (await this.alive(rec)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch (err) {
-        if (errCode(err) !== 'ESRCH') throw new DriverError('failed', `VM ${name}: cannot kill QEMU (pid ${pid})`, { cause: err });
-      }
-      const killDeadline = Date.now() + 10_000;
-      while (await this.alive(rec)) {
-        if (Date.now() > killDeadline) throw new DriverError('failed', `VM ${name}: QEMU (pid ${pid}) survived SIGKILL`);
-        await pause(50);
-      }
+      await stopQemu({ name, pid: rec.pid!, qmpSocket: rec.qmpSocket, graceMs: opts.graceMs, hard: opts.hard, signal: opts.signal, alive: () => this.alive(rec) });
     }
-    await this.clearRuntime(rec);
+    await clearRuntime(dir, rec);
   }
 
   async delete(args: { name: string; signal?: AbortSignal }): Promise<void> {
-    checkName(args.name);
+    checkVmName(args.name);
     await this.locks.run(args.name, async () => {
       const dir = this.vmDir(args.name);
       if (!existsSync(dir)) return;
@@ -576,16 +356,11 @@ export class QemuDriver implements VmDriver {
   }
 
   async list(_args?: { signal?: AbortSignal }): Promise<VmInfo[]> {
-    const out: VmInfo[] = [];
-    for (const name of await ownVmDirNames(path.join(this.root, 'vms'))) {
-      const info = await this.info(name);
-      if (info) out.push(info);
-    }
-    return out;
+    return listOwnVms(path.join(this.root, 'vms'), (name) => this.info(name));
   }
 
   async get(args: { name: string; signal?: AbortSignal }): Promise<VmInfo | undefined> {
-    checkName(args.name);
+    checkVmName(args.name);
     return this.info(args.name);
   }
 
@@ -599,7 +374,7 @@ export class QemuDriver implements VmDriver {
 
   /** The serial console of the VM's current (or last) boot. */
   async console(args: { name: string }): Promise<string> {
-    return fs.readFile(path.join(this.vmDir(args.name), 'console.log'), 'utf8').catch(() => '');
+    return fs.readFile(qemuVmFiles(this.vmDir(args.name)).console, 'utf8').catch(() => '');
   }
 
   /** The accelerator VMs get ('auto' probes once per root and host kernel, cached in accel.json). */
@@ -609,7 +384,7 @@ export class QemuDriver implements VmDriver {
 
   // ---- internals ----
 
-  private accel(rec: Pick<VmRecord, 'kernel' | 'initrd'>): Promise<Accel> {
+  private accel(rec: Pick<QemuVmRecord, 'kernel' | 'initrd'>): Promise<Accel> {
     if (this.accelOpt !== 'auto') return Promise.resolve(this.accelOpt);
     this.accelMemo ??= resolveAutoAccel({
       qemuBinary: this.qemuBinary,
@@ -633,23 +408,12 @@ export class QemuDriver implements VmDriver {
       const other = await this.readRecord(vm.name);
       if (other?.tapIfname) used.add(other.tapIfname);
     }
-    if (!template.includes('%d')) {
-      if (used.has(template)) throw new DriverError('capacity', `tap interface ${template} is in use by another VM`);
-      return template;
-    }
-    for (let i = 0; i < 4096; i++) {
-      const candidate = template.replace('%d', String(i));
-      if (!used.has(candidate)) return candidate;
-    }
-    throw new DriverError('capacity', `no free tap interface for ${template}`);
+    return pickTapIfname(template, used);
   }
 
   /** The IPv4 address the guest announced on its serial console during this boot. */
   private async guestAddress(name: string): Promise<string | undefined> {
-    const text = await this.console({ name });
-    let last: string | undefined;
-    for (const m of text.matchAll(GUEST_IPV4)) last = m[1];
-    return last;
+    return lastGuestIpv4(await this.console({ name }));
   }
 
   private async info(name: string): Promise<VmInfo | undefined> {
@@ -659,51 +423,24 @@ export class QemuDriver implements VmDriver {
     return rec ? { name, state, image: rec.image } : { name, state };
   }
 
-  private async alive(rec: VmRecord): Promise<boolean> {
-    if (rec.pid === undefined) return false;
-    const argv = await processArgv(rec.pid);
-    if (!argv) return false;
-    if (argAfter(argv, '-name') !== rec.name || argAfter(argv, '-uuid') !== uuidOf(rec.machineId)) return false;
-    // A zombie has an empty cmdline, but check the state too for processes being reaped.
-    const stat = await fs.readFile(`/proc/${rec.pid}/stat`, 'utf8').catch(() => '');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== '' && state !== 'Z' && state !== 'X';
+  private async alive(rec: QemuVmRecord): Promise<boolean> {
+    return rec.pid !== undefined && isQemuOf(rec.pid, { name: rec.name, uuid: uuidOf(rec.machineId) });
   }
 
-  private async clearRuntime(rec: VmRecord): Promise<VmRecord> {
-    if (rec.qmpSocket && !rec.qmpSocket.startsWith(this.vmDir(rec.name))) await fs.rm(rec.qmpSocket, { force: true });
-    if (!RUNTIME_FIELDS.some((f) => rec[f] !== undefined)) return rec;
-    const copy = { ...rec };
-    for (const f of RUNTIME_FIELDS) delete copy[f];
-    await this.writeRecord(copy);
-    const dir = this.vmDir(rec.name);
-    await fs.rm(path.join(dir, 'qemu.pid'), { force: true });
-    await fs.rm(path.join(dir, 'qmp.sock'), { force: true });
-    return copy;
+  private async readRecord(name: string): Promise<QemuVmRecord | undefined> {
+    return readQemuRecord(this.vmDir(name));
   }
 
-  private async readRecord(name: string): Promise<VmRecord | undefined> {
-    try {
-      return JSON.parse(await fs.readFile(path.join(this.vmDir(name), 'vm.json'), 'utf8')) as VmRecord;
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') return undefined;
-      throw new DriverError('failed', `state of VM ${name} is unreadable`, { cause: err });
-    }
-  }
-
-  private async writeRecord(rec: VmRecord): Promise<void> {
-    await writeFileAtomic(path.join(this.vmDir(rec.name), 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`);
+  private async writeRecord(rec: QemuVmRecord): Promise<void> {
+    await writeQemuRecord(this.vmDir(rec.name), rec);
   }
 
   private async consoleTail(name: string): Promise<string> {
-    const dir = this.vmDir(name);
-    const err = (await fs.readFile(path.join(dir, 'qemu.err'), 'utf8').catch(() => '')).trim();
+    const err = (await fs.readFile(qemuVmFiles(this.vmDir(name)).errFile, 'utf8').catch(() => '')).trim();
     const text = await this.console({ name });
     const tail = text.trim().split('\n').slice(-15).join(' | ');
     return [err && `qemu: ${err.split('\n').slice(-3).join(' | ')}`, tail && `console: ${tail}`].filter(Boolean).join('; ').slice(-3000) || 'no output';
   }
-
-  /** Serialises operations per key within this process. */
 }
 
 function checkResources(cpu: number, memoryMb: number): void {

@@ -3,12 +3,12 @@
  * `actions-runner/` holds tiny file-driven stand-ins for run.sh and config.sh, and cleanup
  * that leaves no guest process behind.
  */
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { vmName } from '../../core/names.js';
+import { runToken, vmName } from '../../core/names.js';
 import { FakeDriver, type FakeDriverOptions } from '../../drivers/fake.js';
 import { GUEST_FLAG } from '../../drivers/fake-procs.js';
 
@@ -70,7 +70,7 @@ export async function createFakeHost(opts: Partial<FakeDriverOptions> = {}): Pro
   await chmod(join(template, 'actions-runner', 'config.sh'), 0o755);
   const root = join(dir, 'root');
   const driver = new FakeDriver({ root, images: { [IMAGE]: template }, ...opts });
-  const name = () => vmName({ pool: 'fk', token: randomBytes(8).toString('hex').slice(0, 7), attempt: 1 });
+  const name = () => vmName({ pool: 'fk', token: runToken(randomUUID()), attempt: 1 });
   return {
     dir,
     template,

@@ -214,7 +214,7 @@ describe('FakeDriver faults and aborts', () => {
  */
 async function transpileDriver(): Promise<string> {
   const out = join(REPO, 'node_modules', '.cache', `ekiden-test-driver-${randomBytes(4).toString('hex')}`);
-  const files = ['drivers/fake.ts', 'drivers/fake-guest.ts', 'drivers/fake-procs.ts', 'drivers/types.ts', 'core/names.ts', 'core/keyed-lock.ts', 'drivers/vm-dirs.ts', 'ssh/client.ts', 'ssh/keys.ts'];
+  const files = ['drivers/fake.ts', 'drivers/fake-guest.ts', 'drivers/fake-procs.ts', 'drivers/types.ts', 'core/names.ts', 'core/keyed-lock.ts', 'drivers/vm-dirs.ts', 'drivers/vm-record.ts', 'drivers/procs.ts', 'drivers/guest-exec.ts', 'ssh/client.ts', 'ssh/keys.ts'];
   for (const file of files) {
     const js = ts.transpileModule(await readFile(join(REPO, file), 'utf8'), {
       fileName: file,

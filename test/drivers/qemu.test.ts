@@ -12,13 +12,13 @@
  * qemu:debian-bookworm-runner), EKIDEN_QEMU_ACCEL (default auto).
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { vmName } from '../../core/names.js';
+import { parseVmName, runToken, vmName } from '../../core/names.js';
 import { QemuDriver, type QemuDriverOptions } from '../../drivers/qemu.js';
 import { DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, imageRefDir, loadQemuImage } from '../../drivers/qemu-image.js';
 import { GitHubEmulator } from '../../emulator/github/server.js';
@@ -68,7 +68,7 @@ function pidsMentioning(needle: string): number[] {
 }
 
 function newName(): string {
-  return vmName({ pool: 'qemutest', token: randomBytes(8).toString('hex').replace(/[^0-9a-z]/g, '').slice(0, 7).padEnd(7, '0'), attempt: 1 });
+  return vmName({ pool: 'qemutest', token: runToken(randomUUID()), attempt: 1 });
 }
 
 describe.skipIf(SKIP !== '')(`QemuDriver with real VMs${SKIP ? ` — skipped: ${SKIP}` : ''}`, () => {
@@ -184,7 +184,7 @@ describe.skipIf(SKIP !== '')(`QemuDriver with real VMs${SKIP ? ` — skipped: ${
     const emu = new GitHubEmulator({ tokens: [token], repos: ['octo/hello'], runnerBaseUrl: (url) => url.replace('127.0.0.1', '10.0.2.2') });
     await emu.start();
     try {
-      const jit = await createJit(emu, token, '/repos/octo/hello', `ekiden-qemutest-${name.slice(-9, -2)}`, ['self-hosted', 'qemu']);
+      const jit = await createJit(emu, token, '/repos/octo/hello', `ekiden-qemutest-${parseVmName(name)!.token}`, ['self-hosted', 'qemu']);
       const launched = await launchRunner({ endpoint, runnerDir: 'actions-runner', credential: { kind: 'jit', encodedJitConfig: jit.encoded_jit_config } });
       expect(launched.alreadyLaunched).toBe(false);
       const job = emu.queueJob({ repo: 'octo/hello', labels: ['self-hosted', 'qemu'], steps: [{ run: 'uname -s; id -un' }] });

@@ -4,7 +4,7 @@
  * real SSH session into the double's "guest". The double itself is checked to reject what
  * tart rejects.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { vmName } from '../../core/names.js';
+import { runToken, vmName } from '../../core/names.js';
 import { TartDriver, type TartDriverOptions } from '../../drivers/tart.js';
 import { sshExec, waitForSsh } from '../../ssh/client.js';
 import { isLivePid, waitFor } from './fake-fixture.js';
@@ -51,7 +51,7 @@ async function writeImage(at: string, guest: Record<string, unknown> = { usernam
 }
 
 function name(): string {
-  return vmName({ pool: 'tt', token: randomBytes(8).toString('hex').slice(0, 7), attempt: 1 });
+  return vmName({ pool: 'tt', token: runToken(randomUUID()), attempt: 1 });
 }
 
 function doubleEnv(extra: Record<string, string> = {}): Record<string, string> {

@@ -4,7 +4,9 @@
  * directory, a running VM is a `tart run` process of this script that serves SSH on 127.0.0.1,
  * and commands run "in the guest" are plain host processes of the current user.
  *
- * Run it through the `tart` shell wrapper next to this file (Node 20 cannot run .ts itself).
+ * Run it through the `tart` shell wrapper next to this file (Node 20 cannot run .ts itself; the
+ * wrapper transpiles this file and the repository modules it imports, which use Node built-ins
+ * only: drivers/procs.ts, drivers/guest-exec.ts).
  *
  * Faithful to tart where the driver depends on it (checked against cirruslabs/tart
  * Sources/tart/Commands/*.swift, VMStorageHelper.swift, VMStorageLocal.swift, VMStorageOCI.swift,
@@ -51,6 +53,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AuthContext, Connection, ParsedKey, ServerChannel } from 'ssh2';
+import { bridgeExec } from '../../../drivers/guest-exec.js';
+import { isLivePid, pause, waitUntil } from '../../../drivers/procs.js';
 
 export const VERSION = '2.32.0';
 /** Carried on the argv of every process of the double (see the `tart` wrapper). */
@@ -387,21 +391,11 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** A live (non-zombie) process of this double. */
 function isDoubleProcess(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!Number.isInteger(pid) || pid <= 0 || !isLivePid(pid)) return false;
   if (process.platform !== 'linux') return true;
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return false;
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(MARKER);
   } catch {
     return false;
@@ -845,13 +839,9 @@ async function cmdStop(p: Parsed): Promise<number> {
   } catch {
     // already going
   }
-  const deadline = Date.now() + timeoutS * 1000;
-  while (Date.now() < deadline) {
-    if (!isDoubleProcess(pid)) {
-      clearRuntime(dir);
-      return 0;
-    }
-    await sleep(100);
+  if (await waitUntil(() => !isDoubleProcess(pid), { timeoutMs: timeoutS * 1000, intervalMs: 100 })) {
+    clearRuntime(dir);
+    return 0;
   }
   if (isDoubleProcess(pid)) {
     try {
@@ -866,7 +856,7 @@ async function cmdStop(p: Parsed): Promise<number> {
     } catch {
       // not a group leader
     }
-    for (let i = 0; i < 50 && isDoubleProcess(pid); i++) await sleep(20);
+    await waitUntil(() => !isDoubleProcess(pid), { timeoutMs: 1_000, intervalMs: 20 });
   }
   clearRuntime(dir);
   return 0;
@@ -895,7 +885,7 @@ async function cmdIp(p: Parsed): Promise<number> {
       }
     }
     if (Date.now() >= deadline) break;
-    await sleep(100); // tart: 1 s between attempts; faster here to keep tests quick
+    await pause(100); // tart: 1 s between attempts; faster here to keep tests quick
   }
   let message = 'no IP address found';
   if (runningPid(dir) === undefined) message += ', is your VM running?';
@@ -945,13 +935,13 @@ async function cmdRun(p: Parsed): Promise<number> {
   };
   if (others.length >= limit) {
     // Virtualization.framework refuses the VM once it starts (VZErrorDomain code 6).
-    await sleep(Number(process.env.TART_DOUBLE_LIMIT_DELAY_MS ?? '300'));
+    await pause(Number(process.env.TART_DOUBLE_LIMIT_DELAY_MS ?? '300'));
     releaseLock();
     throw runtimeError(`The number of VMs exceeds the system limit (other running VMs: ${others.join(', ')})`);
   }
   const bootError = readDisk(dir).bootError;
   if (bootError !== undefined) {
-    await sleep(50);
+    await pause(50);
     releaseLock();
     throw runtimeError(bootError);
   }
@@ -1022,34 +1012,12 @@ async function runGuest(dir: string): Promise<number> {
   };
 
   const exec = (channel: ServerChannel, command: string, sessionEnv: Record<string, string>): ChildProcess => {
-    channel.on('error', () => {});
     const child = spawn('bash', ['-c', command], {
       cwd: home,
       env: { PATH: process.env.PATH, LANG: process.env.LANG, ...sessionEnv, HOME: home, USER: guest.username, LOGNAME: guest.username, SHELL: '/bin/bash' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    child.stdin.on('error', () => {});
-    channel.pipe(child.stdin);
-    child.stdout.pipe(channel, { end: false });
-    child.stderr.pipe(channel.stderr, { end: false });
-    let closed = false;
-    channel.on('close', () => {
-      closed = true;
-      child.stdout.unpipe();
-      child.stderr.unpipe();
-    });
-    child.on('error', (err) => {
-      if (closed) return;
-      channel.stderr.write(`${err.message}\n`);
-      channel.exit(127);
-      channel.end();
-    });
-    child.on('close', (code, sig) => {
-      if (closed) return;
-      if (sig) channel.exit(sig.replace(/^SIG/, ''), false, '');
-      else channel.exit(code ?? 0);
-      channel.end();
-    });
+    bridgeExec(channel, child, { errorPrefix: '', destroyPipesOnClose: false });
     return child;
   };
 
@@ -1075,7 +1043,7 @@ async function runGuest(dir: string): Promise<number> {
   fs.rmSync(path.join(dir, GUEST_FILE), { force: true });
   server.close();
   for (const c of children) c.kill('SIGTERM');
-  for (let i = 0; i < 25 && children.size > 0; i++) await sleep(20);
+  await waitUntil(() => children.size === 0, { timeoutMs: 500, intervalMs: 20 });
   for (const c of children) c.kill('SIGKILL');
   return 0;
 }
