@@ -5,6 +5,12 @@ import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
+const builtinPaths = nodeBuiltins.map((name) => ({ name, message: 'Workflow code must not use Node built-ins (non-deterministic I/O).' }));
+// What code running in Temporal's workflow sandbox may not import.
+const sandboxPatterns = [
+  { group: ['../activities/*', '../drivers/*', '../ssh/*', '../github/*', '../emulator/*', '../workers/*', '../temporal/*', '../cli/*'], allowTypeImports: true, message: 'Workflow code may import only @temporalio/workflow, core/ and *types* of activities.' },
+  { group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity', '@temporalio/testing', 'execa', 'ssh2', '@octokit/*'], message: 'Not allowed in workflow code.' },
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bin/**', 'eslint.config.js', 'vitest.config.ts', '.ekiden/**'] },
@@ -28,12 +34,18 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code must not use Node built-ins (non-deterministic I/O).' })),
+          paths: builtinPaths,
           patterns: [
-            { group: ['../activities/*', '../drivers/*', '../ssh/*', '../github/*', '../emulator/*', '../workers/*', '../temporal/*', '../cli/*'], allowTypeImports: true, message: 'Workflow code may import only @temporalio/workflow, core/ and *types* of activities.' },
-            { group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity', '@temporalio/testing', 'execa', 'ssh2', '@octokit/*'], message: 'Not allowed in workflow code.' },
+            ...sandboxPatterns,
           ],
         },
+      ],
+      // Locale- and environment-dependent calls answer differently on a macOS and a Linux worker.
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.property.name=/^(localeCompare|toLocaleString|toLocaleDateString|toLocaleTimeString|toLocaleUpperCase|toLocaleLowerCase)$/]", message: 'Locale-dependent: compare with < / > (core/pool-policy.ts compareText), format without the locale.' },
+        { selector: "MemberExpression[object.name='Intl']", message: 'Intl depends on the worker\'s locale and time zone.' },
+        { selector: "CallExpression[callee.property.name='getTimezoneOffset']", message: 'Depends on the worker\'s time zone.' },
       ],
       'no-restricted-globals': [
         'error',
@@ -44,6 +56,22 @@ export default tseslint.config(
       'no-restricted-properties': [
         'error',
         { object: 'Math', property: 'random', message: 'Use the SDK-provided deterministic random (workflow.uuid4) in workflows.' },
+      ],
+    },
+  },
+  {
+    // Defaults are resolved where a workflow is started (core/defaults.ts), never inside one.
+    files: ['workflows/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: builtinPaths,
+          patterns: [
+            { group: ['../core/defaults.js', '../core/defaults'], message: 'Workflow code never reads a default table: resolve defaults where the workflow is started and carry them in its input.' },
+            ...sandboxPatterns,
+          ],
+        },
       ],
     },
   },

@@ -12,6 +12,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FailureType } from '../core/failures.js';
 import { KeyedLock } from '../core/keyed-lock.js';
+import type { CredentialMode } from '../core/runner-spec.js';
 import { DriverError, type SshEndpoint, type VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
@@ -39,7 +40,6 @@ export interface HostActivityDeps {
   hostKeysDir?: string;
 }
 
-export type CredentialMode = 'jit' | 'registration-token';
 
 export interface AwaitJobStartResult {
   kind: 'job-started' | 'idle-timeout' | 'runner-exited';

@@ -8,6 +8,7 @@
  * Overhead = Ekiden − baseline, per lifecycle. Then 20 lifecycles in parallel on one worker.
  * Last line: JSON.
  */
+import { resolveRunnerTiming } from '../core/defaults.js';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { NativeConnection } from '@temporalio/worker';
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
     const handle = await client.workflow.start<typeof RunnerWorkflow>('RunnerWorkflow', {
       workflowId: `runner/bench/${tag}-${i}`,
       taskQueue: 'ekiden',
-      args: [{ spec, timing: { heartbeatTimeoutMs: 10_000 } }],
+      args: [{ spec, timing: resolveRunnerTiming({ heartbeatTimeoutMs: 10_000 }) }],
     });
     emulator.queueJob({ repo: REPO, labels, steps: [{ run: 'true' }] });
     await handle.result();

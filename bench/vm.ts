@@ -18,6 +18,8 @@
  * every QEMU process started under it. Last line: JSON.
  */
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { runnerStatusQuery } from '../workflows/api.js';
+import { resolveRunnerTiming } from '../core/defaults.js';
 import type { temporal } from '@temporalio/proto';
 import { NativeConnection } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -49,7 +51,7 @@ const RUNNER_DIR = 'actions-runner';
 const HOST_ID = 'bench-vm';
 /** As `ekiden up` runs QEMU hosts: the guest is polled every 2 s, heartbeats within 10 s. */
 const POLL_MS = 2_000;
-const TIMING: Partial<RunnerTiming> = { heartbeatTimeoutMs: 10_000 };
+const TIMING: RunnerTiming = resolveRunnerTiming({ heartbeatTimeoutMs: 10_000 });
 /** Per step of one run: a TCG boot takes tens of seconds on a busy 2-core machine. */
 const STEP_TIMEOUT_MS = 6 * 60_000;
 
@@ -274,7 +276,7 @@ async function main(): Promise<void> {
       const deadline = Date.now() + STEP_TIMEOUT_MS;
       let status: RunnerStatus | undefined;
       for (;;) {
-        status = await handle.query<RunnerStatus>('runnerStatusQuery').catch(() => undefined);
+        status = await handle.query(runnerStatusQuery).catch(() => undefined);
         if (status?.phase === 'idle' || status?.phase === 'busy') break;
         if (status?.phase === 'failed' || status?.phase === 'done') {
           await handle.result();

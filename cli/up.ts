@@ -13,7 +13,7 @@ import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
 import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
-import type { PoolConfig } from '../workflows/api.js';
+import { poolWorkflowInput, type PoolSpec } from '../core/defaults.js';
 import { createDriver } from '../drivers/index.js';
 import { buildQemuImage, DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, loadQemuImage } from '../drivers/qemu-image.js';
 import type { VmDriver } from '../drivers/types.js';
@@ -200,7 +200,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     });
     await Promise.race([worker.ready, workerRun]);
 
-    const config: PoolConfig = {
+    const config: PoolSpec = {
       name: POOL,
       hosts: [opts.hostId],
       image,
@@ -232,7 +232,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     const pool = await client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolId,
       taskQueue: SHARED_TASK_QUEUE,
-      args: [{ config: { ...config, timing } }],
+      args: [poolWorkflowInput({ ...config, timing })],
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
       typedSearchAttributes: [
         { key: SA_POOL, value: POOL },

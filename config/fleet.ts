@@ -7,13 +7,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
-import { DEFAULT_TIMING, type RunnerTiming } from '../core/runner-spec.js';
+import { defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
+import type { RunnerTiming } from '../core/runner-spec.js';
 import type { DriverSettings } from '../drivers/index.js';
 import type { GitHubAuth, GitHubScope, GitHubSettings } from '../github/client.js';
-import type { DriverKind, PoolConfig } from '../workflows/api.js';
+import type { PoolConfig } from '../workflows/api.js';
 import { at, ConfigError, describe, obj, onlyKeys, optBool, optInt, optNum, optObj, optStr, str, strList } from './fields.js';
 
 export { ConfigError } from './fields.js';
+export { defaultCapacity } from '../core/defaults.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -74,18 +76,6 @@ export interface FleetConfig {
 
 export const DEFAULT_WEBHOOK_PORT = 8088;
 export const DEFAULT_WEBHOOK_SECRET_ENV = 'EKIDEN_WEBHOOK_SECRET';
-
-/** VMs a host runs at once when its config does not say: tart 2 (Apple's limit), qemu half the CPUs (at least 1), fake 4. */
-export function defaultCapacity(kind: DriverKind, cpuCount: number): number {
-  switch (kind) {
-    case 'tart':
-      return 2;
-    case 'fake':
-      return 4;
-    case 'qemu':
-      return Math.max(1, Math.floor(cpuCount / 2));
-  }
-}
 
 function slug(field: string, value: string): string {
   try {
@@ -357,11 +347,11 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
   const t = optObj(p, 'timing', path);
   if (t) {
     const tPath = at(path, 'timing');
-    onlyKeys(t, Object.keys(DEFAULT_TIMING), tPath);
+    onlyKeys(t, Object.keys(DEFAULT_RUNNER_TIMING), tPath);
     timing = {};
     for (const key of Object.keys(t) as Array<keyof RunnerTiming>) timing[key] = optInt(t, key, tPath, 1);
   }
-  let backoff: PoolConfig['backoff'];
+  let backoff: PoolConfig['backoff'] | undefined;
   const b = optObj(p, 'backoff', path);
   if (b) {
     const bPath = at(path, 'backoff');
@@ -374,14 +364,12 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
   }
   const maxRunners = optInt(p, 'maxRunners', path, 1);
 
-  const config: PoolConfig = { name, hosts, image, labels, runnerGroupId, runnerDir, credential, size, minIdle, max };
-  if (imageDigest !== undefined) config.imageDigest = imageDigest;
-  if (cpu !== undefined) config.cpu = cpu;
-  if (memoryMb !== undefined) config.memoryMb = memoryMb;
-  if (timing !== undefined) config.timing = timing;
-  if (backoff !== undefined) config.backoff = backoff;
-  if (maxRunners !== undefined) config.maxRunners = maxRunners;
-  return config;
+  const spec: PoolSpec = { name, hosts, image, labels, runnerGroupId, runnerDir, credential, size, minIdle, max, timing, backoff };
+  if (imageDigest !== undefined) spec.imageDigest = imageDigest;
+  if (cpu !== undefined) spec.cpu = cpu;
+  if (memoryMb !== undefined) spec.memoryMb = memoryMb;
+  if (maxRunners !== undefined) spec.maxRunners = maxRunners;
+  return resolvePoolConfig(spec);
 }
 
 // ───────────────────────────── the document ─────────────────────────────

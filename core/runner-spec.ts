@@ -1,7 +1,10 @@
 /**
  * What a RunnerWorkflow needs to know: the runner's shape (image, labels, VM size) and its
- * timing. Pure data with defaults; safe in workflow code.
+ * timing. Pure data (defaults live in core/defaults.ts, filled in before a workflow starts);
+ * safe in workflow code.
  */
+
+import type { RunnerPhase } from './search-attributes.js';
 
 export interface RunnerTiming {
   /** Pulling an image into the host cache. */
@@ -22,16 +25,6 @@ export interface RunnerTiming {
   bootAttempts: number;
 }
 
-export const DEFAULT_TIMING: RunnerTiming = {
-  pullTimeoutMs: 60 * 60_000,
-  bootTimeoutMs: 5 * 60_000,
-  idleTimeoutMs: 60 * 60_000,
-  maxJobMs: 6 * 60 * 60_000,
-  heartbeatTimeoutMs: 30_000,
-  hostCleanupTimeoutMs: 30 * 60_000,
-  deregisterTimeoutMs: 2 * 60 * 60_000,
-  bootAttempts: 2,
-};
 
 export interface RunnerSpec {
   pool: string;
@@ -46,12 +39,16 @@ export interface RunnerSpec {
   memoryMb?: number;
   /** Runner folder in the guest (relative to the guest user's home or absolute). */
   runnerDir: string;
-  credential: 'jit' | 'registration-token';
+  credential: CredentialMode;
 }
+
+/** How the runner gets its GitHub credential: a JIT config, or a registration token for config.sh. */
+export type CredentialMode = 'jit' | 'registration-token';
 
 export interface RunnerWorkflowInput {
   spec: RunnerSpec;
-  timing?: Partial<RunnerTiming>;
+  /** Every timing value, resolved before the workflow starts (core/defaults.ts). */
+  timing: RunnerTiming;
   /** The host slot this runner holds (HostWorkflow id): given back when the VM is gone. */
   slot?: { hostWorkflowId: string };
 }
@@ -77,7 +74,7 @@ export interface RunnerResult {
 }
 
 export interface RunnerStatus {
-  phase: string;
+  phase: RunnerPhase;
   runnerName: string;
   runnerId?: number;
   vmName?: string;

@@ -1,14 +1,13 @@
 /**
  * Acts on one `workflow_job` delivery: a queued job goes to the best matching open pool
  * (`jobQueuedSignal`); progress (`in_progress`, `completed`) goes to the pool that got the
- * job, or to every pool it could have gone to (`jobProgressSignal`, idempotent on the pool
+ * job, or to every pool it could have gone to (`jobProgressedSignal`, idempotent on the pool
  * side), and to the Ekiden runner that took it (`jobAssignedSignal`).
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { parseRunnerName, poolWorkflowId } from '../core/names.js';
 import { SA_RUNNER } from '../core/search-attributes.js';
-import { jobProgressSignal, jobQueuedSignal } from '../workflows/api.js';
-import { jobAssignedSignal } from '../workflows/runner.js';
+import { jobAssignedSignal, jobProgressedSignal, jobQueuedSignal } from '../workflows/api.js';
 import { LruMap } from './lru.js';
 import type { WebhookLogger } from './log.js';
 import type { WorkflowJobFacts } from './payload.js';
@@ -121,7 +120,7 @@ export class JobRouter {
     const pools: string[] = [];
     for (const workflowId of targets) {
       try {
-        await this.client.workflow.getHandle(workflowId).signal(jobProgressSignal, signal);
+        await this.client.workflow.getHandle(workflowId).signal(jobProgressedSignal, signal);
         pools.push(workflowId.slice(poolWorkflowId('').length));
       } catch (err) {
         if (!(err instanceof WorkflowNotFoundError)) throw err;

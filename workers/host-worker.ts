@@ -19,8 +19,10 @@ import {
 import { createGitHubActivities } from '../activities/github.js';
 import { createHostActivities } from '../activities/host.js';
 import { hostTaskQueue, hostWorkflowId, SHARED_TASK_QUEUE } from '../core/names.js';
-import type { HostAnnouncement } from '../workflows/api.js';
-import type { HostTiming, HostWorkflow } from '../workflows/host.js';
+import { defaultCapacity, resolveHostTiming } from '../core/defaults.js';
+import { errorMessage } from '../core/failures.js';
+import { announceHostSignal, type HostAnnouncement, type HostTiming } from '../workflows/api.js';
+import type { HostWorkflow } from '../workflows/host.js';
 import type { VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import { CredentialStore } from '../host/credential-store.js';
@@ -62,13 +64,6 @@ export interface HostWorkerOptions {
   confirmDelayMs?: number;
 }
 
-/** The VMs a host runs at once when its config does not say. */
-export function defaultCapacity(driver: VmDriver['kind']): number {
-  if (driver === 'tart') return 2; // macOS allows two macOS VMs per Mac
-  if (driver === 'qemu') return Math.max(1, Math.floor(availableParallelism() / 2));
-  return 4;
-}
-
 /** Ekiden's version, from its package.json. */
 export function ekidenVersion(): string {
   for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
@@ -82,10 +77,17 @@ export function ekidenVersion(): string {
   return '0.0.0';
 }
 
+/** What a worker found and removed before it served anything. */
+export interface ArrivalReport {
+  removedVms: string[];
+  removedCredentials: string[];
+  removedRunners: string[];
+}
+
 export interface HostWorker {
   run(): Promise<void>;
   /** Resolves once the worker has reconciled and announced its host (at once without a client). */
-  ready: Promise<void>;
+  ready: Promise<ArrivalReport>;
   shutdown(): void;
 }
 
@@ -107,7 +109,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
   const announcement = (): HostAnnouncement => ({
     id: opts.hostId,
     driver: opts.driver.kind,
-    capacity: opts.capacity ?? defaultCapacity(opts.driver.kind),
+    capacity: opts.capacity ?? defaultCapacity(opts.driver.kind, availableParallelism()),
     labels: opts.labels ?? [],
     version: ekidenVersion(),
     hostname: hostname(),
@@ -152,45 +154,49 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     );
   }
   /** Before serving: remove what a previous life of this host left behind, then say hello. */
-  const arrive = async () => {
-    if (!client) return;
+  const arrive = async (): Promise<ArrivalReport> => {
+    const report: ArrivalReport = { removedVms: [], removedCredentials: [], removedRunners: [] };
+    if (!client) return report;
     const confirmDelayMs = opts.confirmDelayMs ?? 2_000;
     if (serveHost) {
       try {
         const r = await reconcileHostNow({ client, driver: opts.driver, credentials, hostKeys, announcement }, confirmDelayMs);
+        report.removedVms = r.removedVms;
+        report.removedCredentials = r.removedCredentials;
         log('INFO', 'reconciled at start', { host: opts.hostId, removedVms: r.removedVms, removedCredentials: r.removedCredentials });
       } catch (err) {
-        log('WARN', 'reconciliation at start failed; the host workflow retries on schedule', { host: opts.hostId, message: (err as Error).message });
+        log('WARN', 'reconciliation at start failed; the host workflow retries on schedule', { host: opts.hostId, message: errorMessage(err) });
       }
     }
     if (serveShared) {
       try {
         const removed = await reconcileGitHubNow({ client, github: opts.github }, confirmDelayMs);
+        report.removedRunners = removed;
         if (removed.length > 0) log('INFO', 'removed orphan GitHub runners at start', { removed });
       } catch (err) {
-        log('WARN', 'GitHub reconciliation at start failed', { message: (err as Error).message });
+        log('WARN', 'GitHub reconciliation at start failed', { message: errorMessage(err) });
       }
     }
     if (serveHost) {
       await client.workflow.signalWithStart<typeof HostWorkflow, [HostAnnouncement]>('HostWorkflow', {
         workflowId: hostWorkflowId(opts.hostId),
         taskQueue: sharedQueue,
-        args: [{ id: opts.hostId, timing: opts.hostTiming }],
-        signal: 'announceHost',
+        args: [{ id: opts.hostId, timing: resolveHostTiming(opts.hostTiming) }],
+        signal: announceHostSignal,
         signalArgs: [announcement()],
       });
     }
+    return report;
   };
 
-  let arrived!: () => void;
-  const ready = new Promise<void>((resolve) => (arrived = resolve));
+  let arrived!: (r: ArrivalReport) => void;
+  const ready = new Promise<ArrivalReport>((resolve) => (arrived = resolve));
   return {
     ready,
     run: async () => {
       const running = Promise.all(workers.map((w) => w.run()));
       try {
-        await arrive();
-        arrived();
+        arrived(await arrive());
       } catch (err) {
         for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
         await running.catch(() => {});

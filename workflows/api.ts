@@ -1,10 +1,35 @@
 /**
- * The messages Ekiden's workflows accept, and the shapes they exchange: the one contract
- * shared by the workflows, the CLI, the webhook receiver and the host workers. Definitions
- * only (no workflow code runs here), so clients import it freely.
+ * The contract of Ekiden's workflows: every signal, query and update they accept, with the
+ * shapes they exchange and the inputs they start with. The workflows, the CLI, the webhook
+ * receiver, the host workers and the tests all import these definitions; nobody names a
+ * message by a string.
+ *
+ * Wire names (durable once a fleet runs; see docs/contract.md):
+ * - bare lowerCamelCase, no kind suffix: the definition `fooBarSignal` is sent as `fooBar`
+ *   (test/workflows/api.test.ts holds every definition to this);
+ * - commands (updates, and signals that ask for something) are verb + object:
+ *   `scalePool`, `acquireSlot`, `retireRunner`;
+ * - notifications (signals that report something) are subject + what happened:
+ *   `jobQueued`, `runnerEnded`, `hostDown`;
+ * - queries are `<noun>Status`.
+ *
+ * Definitions and types only (no workflow code runs here), so clients import it freely.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { RunnerSpec, RunnerTiming } from '../core/runner-spec.js';
+import type { PoolRunnerPhase } from '../core/pool-policy.js';
+import type { RunnerOutcome, RunnerSpec, RunnerStatus, RunnerTiming } from '../core/runner-spec.js';
+
+export type { PoolRunnerPhase };
+
+// ───────────────────────────── runners ─────────────────────────────
+
+export const runnerStatusQuery = defineQuery<RunnerStatus>('runnerStatus');
+/** From the webhook receiver when GitHub reports the runner's job (the job id, for the UI). */
+export const jobAssignedSignal = defineSignal<[{ jobId: string }]>('jobAssigned');
+/** From a pool to an idle runner it no longer needs: deregistered first, so a job that just landed still runs. */
+export const retireRunnerSignal = defineSignal('retireRunner');
+/** From a HostWorkflow when the runner's host is marked down: GitHub cleanup only, the VM is left to reconciliation. */
+export const hostDownSignal = defineSignal('hostDown');
 
 // ───────────────────────────── pools ─────────────────────────────
 
@@ -22,10 +47,57 @@ export interface PoolConfig extends PoolRunnerShape {
   minIdle: number;
   /** Never more runners than this, whatever the demand. */
   max: number;
-  timing?: Partial<RunnerTiming>;
-  backoff?: { initialMs: number; maxMs: number };
+  /** Every runner's timing, resolved at the edge (core/defaults.ts). */
+  timing: RunnerTiming;
+  /** Delay before replacing failing runners: initialMs, doubling up to maxMs. */
+  backoff: PoolBackoff;
   /** Stop after this many runner lives (demos and tests); unlimited when absent. */
   maxRunners?: number;
+}
+
+export interface PoolBackoff {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** How a pool runs itself (not what it runs): resolved at the edge like the config. */
+export interface PoolTuning {
+  /** Continue-as-new after this many history events. */
+  maxHistoryEvents: number;
+  /** A queued job nobody reported on is forgotten after this. */
+  queuedJobTtlMs: number;
+  /** When every host refuses a slot, ask again after this. */
+  hostRetryMs: number;
+  /** Check that runners the pool still counts are really open, this often. */
+  auditIntervalMs: number;
+}
+
+/** Everything a pool remembers, carried across continue-as-new. */
+export interface PoolState {
+  draining: boolean;
+  /** Runners started so far (the next runner's workflow id is runner/<pool>/<seq + 1>). */
+  seq: number;
+  runners: PoolRunnerView[];
+  /** Idle runners told to retire that have not ended yet (not counted toward the target). */
+  retiring: string[];
+  /** Queued job id → epoch ms it was queued. */
+  queued: Record<string, number>;
+  /** Jobs already picked up or finished (late `queued` redeliveries are ignored). */
+  doneJobs: string[];
+  completed: number;
+  failed: number;
+  consecutiveFailures: number;
+  backoffUntil?: number;
+  recentFailures: PoolFailure[];
+  runs: number;
+  lastAuditAt: number;
+}
+
+export interface PoolWorkflowInput {
+  config: PoolConfig;
+  tuning: PoolTuning;
+  /** Carried across continue-as-new; absent on the first run. */
+  state?: PoolState;
 }
 
 export interface PoolScale {
@@ -34,7 +106,6 @@ export interface PoolScale {
   max?: number;
 }
 
-export type PoolRunnerPhase = 'starting' | 'idle' | 'busy' | 'cleaning';
 
 export interface PoolRunnerView {
   workflowId: string;
@@ -45,6 +116,8 @@ export interface PoolRunnerView {
   /** Epoch ms when the runner entered this phase. */
   since: number;
   startedAt: number;
+  /** Its end was counted already (a failed runner reports the failure as its cleanup starts). */
+  endCounted?: boolean;
 }
 
 export interface PoolFailure {
@@ -60,6 +133,8 @@ export interface PoolStatus {
   /** Runners the pool wants alive now (starting + idle + busy). */
   target: number;
   counts: Record<PoolRunnerPhase, number>;
+  /** Idle runners told to retire that have not ended yet (not counted toward the target). */
+  retiring: number;
   runners: PoolRunnerView[];
   /** Queued jobs (from webhooks) not yet picked up. */
   pendingJobs: number;
@@ -78,11 +153,11 @@ export interface PoolStatus {
 
 export const poolStatusQuery = defineQuery<PoolStatus>('poolStatus');
 /** Change size / minIdle / max. Rejected (nothing changes) when the values are invalid. */
-export const scalePoolUpdate = defineUpdate<PoolStatus, [PoolScale]>('scale');
+export const scalePoolUpdate = defineUpdate<PoolStatus, [PoolScale]>('scalePool');
 /** Running jobs finish; no new runners start; idle runners are retired. */
-export const drainPoolUpdate = defineUpdate<PoolStatus, []>('drain');
+export const drainPoolUpdate = defineUpdate<PoolStatus, []>('drainPool');
 /** Undo a drain. */
-export const resumePoolUpdate = defineUpdate<PoolStatus, []>('resume');
+export const resumePoolUpdate = defineUpdate<PoolStatus, []>('resumePool');
 
 export interface QueuedJob {
   jobId: string;
@@ -90,13 +165,32 @@ export interface QueuedJob {
 }
 /** A `workflow_job` `queued` webhook routed to this pool (idempotent per job id). */
 export const jobQueuedSignal = defineSignal<[QueuedJob]>('jobQueued');
+export interface JobProgress {
+  jobId: string;
+  action: 'in_progress' | 'completed';
+  /** The runner GitHub gave the job to (in_progress). */
+  runnerName?: string;
+}
 /** A `workflow_job` `in_progress` / `completed` webhook: the job no longer waits. */
-export const jobProgressSignal = defineSignal<[{ jobId: string; action: 'in_progress' | 'completed'; runnerName?: string }]>('jobProgress');
+export const jobProgressedSignal = defineSignal<[JobProgress]>('jobProgressed');
 
-/** Sent by a RunnerWorkflow to its pool when it changes phase. */
-export const runnerPhaseSignal = defineSignal<[{ workflowId: string; phase: PoolRunnerPhase }]>('runnerPhase');
-/** Sent by a RunnerWorkflow to its pool when its life (cleanup included) is over. */
-export const runnerEndedSignal = defineSignal<[{ workflowId: string; outcome: string; failed: boolean; message?: string }]>('runnerEnded');
+export interface RunnerPhaseChange {
+  workflowId: string;
+  phase: PoolRunnerPhase;
+  /** With `cleaning` after a failure: the pool counts it (and backs off) now, not after the cleanup. */
+  failure?: { outcome: RunnerOutcome; message?: string };
+}
+/** From a RunnerWorkflow to its pool when it changes phase. */
+export const runnerPhaseChangedSignal = defineSignal<[RunnerPhaseChange]>('runnerPhaseChanged');
+
+export interface RunnerEnd {
+  workflowId: string;
+  outcome: RunnerOutcome;
+  failed: boolean;
+  message?: string;
+}
+/** From a RunnerWorkflow to its pool when its life (cleanup included) is over. */
+export const runnerEndedSignal = defineSignal<[RunnerEnd]>('runnerEnded');
 
 // ───────────────────────────── hosts ─────────────────────────────
 
@@ -121,6 +215,34 @@ export interface HostLease {
   since: number;
 }
 
+export interface HostTiming {
+  /** How often a host that is down is pinged. */
+  pingIntervalMs: number;
+  /** A host whose worker stops heartbeating, then picks up no ping, within this (each) is down. */
+  downAfterMs: number;
+  /** Length of one watch (a heartbeating activity on the host) while the host is up. */
+  watchMs: number;
+  /** Reconciliation (orphan VMs, credentials, GitHub runners) every this often. */
+  reconcileIntervalMs: number;
+  /** Ownership is looked up twice this far apart before anything is removed. */
+  confirmDelayMs: number;
+  /** Continue-as-new after this many history events. */
+  maxHistoryEvents: number;
+}
+
+export interface HostWorkflowInput {
+  id: string;
+  timing: HostTiming;
+  /** Carried across continue-as-new. */
+  state?: HostStatus;
+  lastReconcileAt?: number;
+}
+
+export interface SlotRequest {
+  workflowId: string;
+  pool: string;
+}
+
 export interface HostStatus {
   id: string;
   state: 'unknown' | 'up' | 'down' | 'retired';
@@ -132,19 +254,16 @@ export interface HostStatus {
   downSince?: number;
   /** Last reconciliation on this host: what it removed. */
   lastReconcile?: { at: number; removedVms: string[]; removedCredentials: string[] };
+  /** Every reconciliation on this host so far: rounds and leaks caught, by kind. */
+  reconciled?: { rounds: number; vms: number; credentials: number };
 }
 
 export const hostStatusQuery = defineQuery<HostStatus>('hostStatus');
 export const announceHostSignal = defineSignal<[HostAnnouncement]>('announceHost');
 /** Take a slot on the host for a runner (idempotent per workflowId); rejected when full or down. */
-export const acquireSlotUpdate = defineUpdate<HostLease, [{ workflowId: string; pool: string }]>('acquireSlot');
+export const acquireSlotUpdate = defineUpdate<HostLease, [SlotRequest]>('acquireSlot');
 /** Give a slot back (idempotent). */
 export const releaseSlotSignal = defineSignal<[{ workflowId: string }]>('releaseSlot');
 /** Stop watching the host (operator retired it). */
 export const retireHostSignal = defineSignal('retireHost');
 
-/** Sent by a pool to an idle runner it no longer needs: deregistered first, so a job that just landed still runs. */
-export const retireRunnerSignal = defineSignal('retireRunner');
-
-/** Sent to a RunnerWorkflow when its host is marked down: GitHub cleanup only, the VM is left to reconciliation. */
-export const hostDownSignal = defineSignal('hostDown');

@@ -29,6 +29,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FleetHostActivities, FleetSharedActivities } from '../activities/fleet.js';
+import { ms } from '../core/durations.js';
+import { errorMessage } from '../core/failures.js';
+import { grantSlot, hostTransition, releaseSlot, settledLeases, slotRefusal, type HostEvent } from '../core/host-policy.js';
 import { hostTaskQueue } from '../core/names.js';
 import {
   acquireSlotUpdate,
@@ -40,47 +43,12 @@ import {
   type HostAnnouncement,
   type HostLease,
   type HostStatus,
+  type HostTiming,
+  type HostWorkflowInput,
 } from './api.js';
 
-export interface HostTiming {
-  /** How often a host that is down is pinged. */
-  pingIntervalMs: number;
-  /** A host whose worker stops heartbeating, then picks up no ping, within this (each) is down. */
-  downAfterMs: number;
-  /** Length of one watch (a heartbeating activity on the host) while the host is up. */
-  watchMs: number;
-  /** Reconciliation (orphan VMs, credentials, GitHub runners) every this often. */
-  reconcileIntervalMs: number;
-  /** Ownership is looked up twice this far apart before anything is removed. */
-  confirmDelayMs: number;
-  /** Continue-as-new after this many history events. */
-  maxHistoryEvents: number;
-}
-
-export const DEFAULT_HOST_TIMING: HostTiming = {
-  pingIntervalMs: 15_000,
-  downAfterMs: 60_000,
-  watchMs: 5 * 60_000,
-  reconcileIntervalMs: 10 * 60_000,
-  confirmDelayMs: 5_000,
-  maxHistoryEvents: 2_000,
-};
-
-export interface HostWorkflowInput {
-  id: string;
-  timing?: Partial<HostTiming>;
-  /** Carried across continue-as-new. */
-  state?: HostStatus;
-  lastReconcileAt?: number;
-}
-
-/** Leases younger than this are not audited (the runner may not have started yet). */
-const LEASE_SETTLE_MS = 60_000;
-
-const ms = (n: number) => `${Math.max(1, Math.round(n))} ms`;
-
 export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus> {
-  const timing: HostTiming = { ...DEFAULT_HOST_TIMING, ...input.timing };
+  const timing: HostTiming = input.timing;
   const status: HostStatus = input.state ?? { id: input.id, state: 'unknown', capacity: 0, leases: [] };
   let lastReconcileAt = input.lastReconcileAt ?? 0;
   let changed = false;
@@ -115,51 +83,56 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
   const snapshot = (): HostStatus => ({ ...status, leases: status.leases.map((l) => ({ ...l })) });
   setHandler(hostStatusQuery, snapshot);
 
-  setHandler(announceHostSignal, (a) => {
+  /** Move along the host's state machine (core/host-policy.ts); true when its runners must be told it is down. */
+  const transition = (event: HostEvent): boolean => {
+    const before = status.state;
+    const { state, notifyRunnersDown } = hostTransition(before, event);
+    status.state = state;
+    if (state === 'up') status.downSince = undefined;
+    if (state === 'down' && before !== 'down') status.downSince = Date.now();
+    return notifyRunnersDown;
+  };
+  const heard = (a: HostAnnouncement) => {
     status.announcement = a;
     status.capacity = a.capacity;
     status.lastSeen = Date.now();
+  };
+
+  setHandler(announceHostSignal, (a) => {
+    heard(a);
     if (status.state !== 'up') log.info('host up', { host: input.id, driver: a.driver, capacity: a.capacity, version: a.version });
-    status.state = 'up';
-    status.downSince = undefined;
+    transition('announced');
     changed = true;
   });
 
   setHandler(
     acquireSlotUpdate,
     (req): HostLease => {
-      const held = status.leases.find((l) => l.workflowId === req.workflowId);
-      if (held) return { ...held };
-      const lease: HostLease = { workflowId: req.workflowId, pool: req.pool, since: Date.now() };
-      status.leases.push(lease);
+      const { leases, lease } = grantSlot(status.leases, req, Date.now());
+      status.leases = leases;
       return { ...lease };
     },
     {
       validator: (req) => {
-        if (status.leases.some((l) => l.workflowId === req.workflowId)) return;
-        if (status.state === 'unknown') throw new Error(`host ${input.id} has not announced itself (is its worker running?)`);
-        if (status.state === 'down') throw new Error(`host ${input.id} is down`);
-        if (status.state === 'retired') throw new Error(`host ${input.id} is retired`);
-        if (status.leases.length >= status.capacity) throw new Error(`host ${input.id} is full (${status.leases.length}/${status.capacity})`);
+        const refusal = slotRefusal({ id: input.id, state: status.state, capacity: status.capacity, leases: status.leases }, req.workflowId);
+        if (refusal) throw new Error(refusal);
       },
     },
   );
 
   setHandler(releaseSlotSignal, ({ workflowId }) => {
-    status.leases = status.leases.filter((l) => l.workflowId !== workflowId);
+    status.leases = releaseSlot(status.leases, workflowId);
   });
   let watchScope: CancellationScope | undefined;
   setHandler(retireHostSignal, () => {
     retired = true;
     watchScope?.cancel();
-    status.state = 'retired';
+    transition('retire');
     changed = true;
   });
 
   const markDown = async () => {
-    if (status.state === 'down') return;
-    status.state = 'down';
-    status.downSince = Date.now();
+    if (!transition('unanswered')) return;
     log.warn('host down: its runners clean up on GitHub; VMs wait for reconciliation', { host: input.id, runners: status.leases.length });
     for (const lease of status.leases) {
       try {
@@ -172,7 +145,7 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
 
   const audit = async () => {
     // A lease is taken just before its runner starts: only settled leases are checked.
-    const settled = status.leases.filter((l) => l.since < Date.now() - LEASE_SETTLE_MS);
+    const settled = settledLeases(status.leases, Date.now());
     if (settled.length === 0) return;
     const closed = new Set(await shared.closedWorkflows({ workflowIds: settled.map((l) => l.workflowId) }));
     if (closed.size > 0) {
@@ -186,25 +159,25 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
     try {
       const result = await onHost.reconcileHost({ confirmDelayMs: timing.confirmDelayMs });
       status.lastReconcile = { at: Date.now(), ...result };
+      const total = status.reconciled ?? { rounds: 0, vms: 0, credentials: 0 };
+      status.reconciled = {
+        rounds: total.rounds + 1,
+        vms: total.vms + result.removedVms.length,
+        credentials: total.credentials + result.removedCredentials.length,
+      };
       await shared.reconcileGitHub({ confirmDelayMs: timing.confirmDelayMs });
       await audit();
     } catch (err) {
-      log.warn('reconciliation failed; next round will retry', { host: input.id, message: err instanceof Error ? err.message : String(err) });
+      log.warn('reconciliation failed; next round will retry', { host: input.id, message: errorMessage(err) });
     }
   };
 
   const answered = (a: HostAnnouncement) => {
-    status.announcement = a;
-    status.capacity = a.capacity;
-    status.lastSeen = Date.now();
+    heard(a);
     if (status.state === 'down') log.info('host answers again', { host: input.id });
-    if (status.state !== 'retired') {
-      status.state = 'up';
-      status.downSince = undefined;
-    }
+    transition('answered');
   };
   const timedOut = (err: unknown) => err instanceof ActivityFailure && err.cause instanceof TimeoutFailure;
-  const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
   /** One ping; true when the host answered. */
   const pingOnce = async (): Promise<boolean> => {
     try {
@@ -212,7 +185,7 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
       return true;
     } catch (err) {
       if (timedOut(err)) await markDown();
-      else log.warn('ping failed', { host: input.id, message: message(err) });
+      else log.warn('ping failed', { host: input.id, message: errorMessage(err) });
       return false;
     }
   };
@@ -231,7 +204,7 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
       } catch (err) {
         if (retired && isCancellation(err)) break;
         if (!timedOut(err)) {
-          log.info('watch ended early', { host: input.id, message: message(err) });
+          log.info('watch ended early', { host: input.id, message: errorMessage(err) });
           pause = true;
         }
         await pingOnce();
@@ -246,7 +219,7 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
     if (retired) break;
     if (workflowInfo().historyLength > timing.maxHistoryEvents || workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
-      await continueAsNew<typeof HostWorkflow>({ id: input.id, timing: input.timing, state: snapshot(), lastReconcileAt });
+      await continueAsNew<typeof HostWorkflow>({ id: input.id, timing, state: snapshot(), lastReconcileAt });
     }
     changed = false;
     // An unknown host waits for its first announcement; a down one for the next ping.

@@ -1,3 +1,3 @@
-export { RunnerWorkflow, runnerStatusQuery, jobAssignedSignal } from './runner.js';
+export { RunnerWorkflow } from './runner.js';
 export { PoolWorkflow } from './pool.js';
 export { HostWorkflow } from './host.js';

@@ -33,81 +33,44 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { FleetSharedActivities } from '../activities/fleet.js';
+import { errorMessage, FailureType } from '../core/failures.js';
 import { assertSlug, hostWorkflowId, runnerName as makeRunnerName, runnerWorkflowId, runToken } from '../core/names.js';
-import type { RunnerSpec } from '../core/runner-spec.js';
+import {
+  chooseRetirees,
+  countRunnerEnd,
+  expireQueued,
+  keptCount,
+  nextPoolStep,
+  placementOrder,
+  poolTarget,
+  trackRunner,
+  validateScale,
+  type TrackedRunnerEvent,
+} from '../core/pool-policy.js';
+import type { RunnerOutcome, RunnerSpec } from '../core/runner-spec.js';
 import { RunnerPhase, SA_HOST, SA_PHASE, SA_POOL } from '../core/search-attributes.js';
 import {
   drainPoolUpdate,
-  jobProgressSignal,
+  jobProgressedSignal,
   jobQueuedSignal,
   poolStatusQuery,
   resumePoolUpdate,
   retireRunnerSignal,
   runnerEndedSignal,
-  runnerPhaseSignal,
+  runnerPhaseChangedSignal,
   scalePoolUpdate,
   type PoolConfig,
-  type PoolFailure,
   type PoolRunnerPhase,
   type PoolRunnerView,
   type PoolScale,
+  type PoolState,
   type PoolStatus,
+  type PoolTuning,
+  type PoolWorkflowInput,
 } from './api.js';
 import { RunnerWorkflow } from './runner.js';
 
-export interface PoolTuning {
-  /** Continue-as-new after this many history events. */
-  maxHistoryEvents: number;
-  /** A queued job nobody reported on is forgotten after this. */
-  queuedJobTtlMs: number;
-  /** When every host refuses a slot, ask again after this. */
-  hostRetryMs: number;
-  /** Check that runners the pool still counts are really open, this often. */
-  auditIntervalMs: number;
-}
-
-export const DEFAULT_POOL_TUNING: PoolTuning = {
-  maxHistoryEvents: 5_000,
-  queuedJobTtlMs: 30 * 60_000,
-  hostRetryMs: 10_000,
-  auditIntervalMs: 5 * 60_000,
-};
-
-/** Everything a pool remembers, carried across continue-as-new. */
-export interface PoolState {
-  draining: boolean;
-  seq: number;
-  runners: PoolRunnerView[];
-  /** Queued job id → epoch ms it was queued. */
-  queued: Record<string, number>;
-  /** Jobs already picked up or finished (late `queued` redeliveries are ignored). */
-  doneJobs: string[];
-  completed: number;
-  failed: number;
-  consecutiveFailures: number;
-  backoffUntil?: number;
-  recentFailures: PoolFailure[];
-  runs: number;
-  lastAuditAt: number;
-}
-
-export interface PoolWorkflowInput {
-  config: PoolConfig;
-  tuning?: Partial<PoolTuning>;
-  state?: PoolState;
-}
-
-const DEFAULT_BACKOFF = { initialMs: 5_000, maxMs: 5 * 60_000 };
-
-/** The one check of a pool's numbers, used at start and by the scale validator. */
-export function validateScale(c: { size: number; minIdle: number; max: number }): void {
-  for (const [field, v] of Object.entries(c)) {
-    if (!Number.isInteger(v) || v < 0) throw new Error(`${field}: ${v} is not a whole number ≥ 0`);
-  }
-  if (c.max < 1) throw new Error(`max: ${c.max} must be at least 1`);
-  if (c.size > c.max) throw new Error(`size: ${c.size} is above max ${c.max}; raise max too`);
-  if (c.minIdle > c.max) throw new Error(`minIdle: ${c.minIdle} is above max ${c.max}; raise max too`);
-}
+export { validateScale };
 
 export function validatePoolConfig(config: PoolConfig): void {
   assertSlug('pool name', config.name);
@@ -115,21 +78,24 @@ export function validatePoolConfig(config: PoolConfig): void {
   for (const h of config.hosts) assertSlug('host id', h);
   if (config.labels.length === 0) throw new Error('labels: give at least one label');
   validateScale({ size: config.size, minIdle: config.minIdle, max: config.max });
+  if (!config.timing) throw new Error('timing: missing; resolve the pool config before starting it (core/defaults.ts)');
+  if (!config.backoff) throw new Error('backoff: missing; resolve the pool config before starting it (core/defaults.ts)');
 }
 
 export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus> {
   const config: PoolConfig = { ...input.config };
   try {
     validatePoolConfig(config);
+    if (!input.tuning) throw new Error('tuning: missing; resolve it before starting the pool (core/defaults.ts)');
   } catch (err) {
-    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
+    throw ApplicationFailure.nonRetryable(errorMessage(err), FailureType.InvalidInput);
   }
-  const tuning: PoolTuning = { ...DEFAULT_POOL_TUNING, ...input.tuning };
-  const backoff = config.backoff ?? DEFAULT_BACKOFF;
+  const tuning: PoolTuning = input.tuning;
   const state: PoolState = input.state ?? {
     draining: false,
     seq: 0,
     runners: [],
+    retiring: [],
     queued: {},
     doneJobs: [],
     completed: 0,
@@ -141,7 +107,8 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
   };
   state.runs++;
   const runners = new Map(state.runners.map((r) => [r.workflowId, r]));
-  const retiring = new Set<string>();
+  // Runs recorded before retirements were carried have no list: nobody is retiring then.
+  const retiring = new Set<string>(state.retiring ?? []);
   let blocked: string | undefined;
   let changed = false;
   const touch = () => {
@@ -154,13 +121,26 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
   });
 
   const count = (phase: PoolRunnerPhase) => [...runners.values()].filter((r) => r.phase === phase).length;
-  const live = () => [...runners.values()].filter((r) => r.phase !== 'cleaning');
-  /** Live runners the pool keeps (not being retired). */
-  const kept = () => live().filter((r) => !retiring.has(r.workflowId)).length;
-  const target = () => {
-    if (state.draining) return 0;
-    const demand = count('busy') + Object.keys(state.queued).length + config.minIdle;
-    return Math.min(config.max, Math.max(config.size, demand));
+  const kept = () => keptCount([...runners.values()], retiring);
+  const target = () =>
+    poolTarget({
+      draining: state.draining,
+      busy: count('busy'),
+      queuedJobs: Object.keys(state.queued).length,
+      size: config.size,
+      minIdle: config.minIdle,
+      max: config.max,
+    });
+  /** Feed one event to a runner's state machine (core/pool-policy.ts); true when the pool must tell it to retire. */
+  const track = (r: PoolRunnerView, event: TrackedRunnerEvent): boolean => {
+    const { runner, signalRetire } = trackRunner({ phase: r.phase, retiring: retiring.has(r.workflowId) }, event);
+    if (runner.phase !== r.phase) {
+      r.phase = runner.phase;
+      r.since = Date.now();
+    }
+    if (runner.retiring) retiring.add(r.workflowId);
+    else retiring.delete(r.workflowId);
+    return signalRetire;
   };
   const limitReached = () => config.maxRunners !== undefined && state.seq >= config.maxRunners;
 
@@ -170,6 +150,7 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     draining: state.draining,
     target: target(),
     counts: { starting: count('starting'), idle: count('idle'), busy: count('busy'), cleaning: count('cleaning') },
+    retiring: retiring.size,
     runners: [...runners.values()].map((r) => ({ ...r })),
     pendingJobs: Object.keys(state.queued).length,
     started: state.seq,
@@ -219,48 +200,49 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     state.queued[jobId] = Date.now();
     touch();
   });
-  setHandler(jobProgressSignal, ({ jobId, action, runnerName }) => {
+  setHandler(jobProgressedSignal, ({ jobId, action, runnerName }) => {
     delete state.queued[jobId];
     // The job went to one of ours: it is busy now, whatever its own (later) signal says.
     const r = action === 'in_progress' && runnerName ? [...runners.values()].find((x) => x.runnerName === runnerName) : undefined;
-    if (r && r.phase !== 'cleaning' && r.phase !== 'busy') {
-      r.phase = 'busy';
-      r.since = Date.now();
-      retiring.delete(r.workflowId);
-    }
+    if (r) track(r, { kind: 'job-taken' });
     if (!state.doneJobs.includes(jobId)) state.doneJobs = [...state.doneJobs, jobId].slice(-500);
     touch();
   });
-  setHandler(runnerPhaseSignal, ({ workflowId, phase }) => {
-    const r = runners.get(workflowId);
-    if (!r || r.phase === phase || r.phase === 'cleaning') return;
-    if (r.phase === 'busy' && phase === 'idle') return; // the webhook was first
-    if (phase === 'busy') retiring.delete(workflowId);
-    r.phase = phase;
-    r.since = Date.now();
-    touch();
-  });
-  setHandler(runnerEndedSignal, ({ workflowId, outcome, failed, message }) => {
-    if (!runners.delete(workflowId)) return;
-    retiring.delete(workflowId);
-    if (failed) {
-      state.failed++;
-      state.consecutiveFailures++;
+  /** A runner's life is over as far as counting goes: failures and backoff, or a success. */
+  const countEnd = (workflowId: string, outcome: RunnerOutcome, message: string | undefined) => {
+    const counted = countRunnerEnd(state, outcome, config.backoff, Date.now());
+    state.completed = counted.completed;
+    state.failed = counted.failed;
+    state.consecutiveFailures = counted.consecutiveFailures;
+    state.backoffUntil = counted.backoffUntil;
+    if (counted.delayMs !== undefined) {
       state.recentFailures = [...state.recentFailures, { workflowId, message: message ?? outcome, at: Date.now() }].slice(-10);
-      const delay = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (state.consecutiveFailures - 1));
-      state.backoffUntil = Date.now() + delay;
-      log.warn('runner failed; backing off', { pool: config.name, workflowId, delayMs: delay, message });
-    } else {
-      state.completed++;
-      if (outcome === 'completed' || outcome === 'retired' || outcome === 'idle-timeout') state.consecutiveFailures = 0;
+      log.warn('runner failed; backing off', { pool: config.name, workflowId, delayMs: counted.delayMs, message });
     }
+  };
+  setHandler(runnerPhaseChangedSignal, ({ workflowId, phase, failure }) => {
+    const r = runners.get(workflowId);
+    if (!r) return;
+    const before = r.phase;
+    track(r, { kind: 'reported', phase });
+    if (failure && !r.endCounted) {
+      r.endCounted = true;
+      countEnd(workflowId, failure.outcome, failure.message);
+    }
+    if (r.phase !== before || failure) touch();
+  });
+  setHandler(runnerEndedSignal, ({ workflowId, outcome, message }) => {
+    const r = runners.get(workflowId);
+    if (!r) return;
+    runners.delete(workflowId);
+    retiring.delete(workflowId);
+    if (!r.endCounted) countEnd(workflowId, outcome, message);
     touch();
   });
 
   /** Take a slot on the least-used host of the pool that grants one. */
   const placeRunner = async (): Promise<boolean> => {
-    const used = (h: string) => [...runners.values()].filter((r) => r.host === h).length;
-    const hosts = [...config.hosts].sort((a, b) => used(a) - used(b) || a.localeCompare(b));
+    const hosts = placementOrder(config.hosts, [...runners.values()]);
     const reasons: string[] = [];
     for (;;) {
       const workflowId = runnerWorkflowId(config.name, state.seq + 1);
@@ -318,17 +300,11 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
 
   /** Retire idle runners above target (busy ones always finish; starting ones get there first). */
   const retireExcess = async () => {
-    const excess = kept() - target();
-    if (excess <= 0) return;
-    const idle = [...runners.values()]
-      .filter((r) => r.phase === 'idle' && !retiring.has(r.workflowId))
-      // Newest first: a job that just landed usually went to a runner that waited longest.
-      .sort((a, b) => b.since - a.since)
-      .slice(0, excess);
-    for (const r of idle) {
-      retiring.add(r.workflowId);
+    for (const id of chooseRetirees([...runners.values()], retiring, target())) {
+      const r = runners.get(id);
+      if (!r || !track(r, { kind: 'retire' })) continue;
       try {
-        await getExternalWorkflowHandle(r.workflowId).signal(retireRunnerSignal);
+        await getExternalWorkflowHandle(id).signal(retireRunnerSignal);
       } catch {
         // Already gone: its end signal (or the audit) removes it.
       }
@@ -346,39 +322,36 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     }
   };
 
-  const expireQueued = () => {
-    const cutoff = Date.now() - tuning.queuedJobTtlMs;
-    for (const [id, at] of Object.entries(state.queued)) if (at < cutoff) delete state.queued[id];
-  };
-
-  const carry = (): PoolState => ({ ...state, runners: [...runners.values()] });
+  const carry = (): PoolState => ({ ...state, runners: [...runners.values()], retiring: [...retiring] });
 
   try {
     for (;;) {
       changed = false;
-      expireQueued();
+      state.queued = expireQueued(state.queued, Date.now(), tuning.queuedJobTtlMs);
       if (Date.now() - state.lastAuditAt >= tuning.auditIntervalMs) await audit();
       await retireExcess();
-      if (limitReached() && runners.size === 0) break;
-
-      const backingOff = state.backoffUntil !== undefined && Date.now() < state.backoffUntil;
+      const next = nextPoolStep({
+        now: Date.now(),
+        target: target(),
+        kept: kept(),
+        runners: runners.size,
+        limitReached: limitReached(),
+        backoffUntil: state.backoffUntil,
+        consecutiveFailures: state.consecutiveFailures,
+      });
+      if (next.kind === 'finish') break;
       let waitMs: number | undefined;
-      if (kept() < target() && !limitReached()) {
-        if (backingOff) {
-          blocked = `backing off after ${state.consecutiveFailures} failed runners`;
-          waitMs = state.backoffUntil! - Date.now();
-        } else if (await placeRunner()) {
-          continue; // see whether another one is needed
-        } else {
-          waitMs = tuning.hostRetryMs;
-        }
+      if (next.kind === 'place') {
+        if (await placeRunner()) continue; // see whether another one is needed
+        waitMs = tuning.hostRetryMs; // placeRunner said why it is blocked
       } else {
-        blocked = undefined;
+        waitMs = next.waitMs;
+        blocked = next.blocked;
       }
 
       if (workflowInfo().historyLength > tuning.maxHistoryEvents || workflowInfo().continueAsNewSuggested) {
         await condition(allHandlersFinished);
-        await continueAsNew<typeof PoolWorkflow>({ config, tuning: input.tuning, state: carry() });
+        await continueAsNew<typeof PoolWorkflow>({ config, tuning, state: carry() });
       }
       const untilAudit = Math.max(1, state.lastAuditAt + tuning.auditIntervalMs - Date.now());
       await condition(() => changed, Math.min(waitMs ?? untilAudit, untilAudit));

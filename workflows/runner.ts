@@ -14,8 +14,6 @@ import {
   CancellationScope,
   condition,
   TimeoutFailure,
-  defineQuery,
-  defineSignal,
   getExternalWorkflowHandle,
   isCancellation,
   log,
@@ -28,31 +26,22 @@ import {
 } from '@temporalio/workflow';
 import type { GitHubActivities } from '../activities/github.js';
 import type { HostActivities } from '../activities/host.js';
-import { FailureType } from '../core/failures.js';
+import { ms } from '../core/durations.js';
+import { failureMessage, failureType, FailureType } from '../core/failures.js';
 import { hostTaskQueue, runnerName as makeRunnerName, runToken, vmName as makeVmName } from '../core/names.js';
-import {
-  DEFAULT_TIMING,
-  type RunnerOutcome,
-  type RunnerResult,
-  type RunnerStatus,
-  type RunnerTiming,
-  type RunnerWorkflowInput,
-} from '../core/runner-spec.js';
+import { afterJobWait, nextRunnerPhase, outcomeOfFailure, poolPhaseOf, retryBoot, type JobStart, type RunnerEvent } from '../core/runner-policy.js';
+import { type RunnerOutcome, type RunnerResult, type RunnerStatus, type RunnerTiming, type RunnerWorkflowInput } from '../core/runner-spec.js';
 import { RunnerPhase, SA_JOB, SA_PHASE, SA_RUNNER } from '../core/search-attributes.js';
 import {
   hostDownSignal,
+  jobAssignedSignal,
   releaseSlotSignal,
   retireRunnerSignal,
   runnerEndedSignal,
-  runnerPhaseSignal,
-  type PoolRunnerPhase,
+  runnerPhaseChangedSignal,
+  runnerStatusQuery,
+  type RunnerPhaseChange,
 } from './api.js';
-
-export const runnerStatusQuery = defineQuery<RunnerStatus>('runnerStatusQuery');
-/** Sent by the webhook receiver when GitHub reports the runner's job (job id for the UI). */
-export const jobAssignedSignal = defineSignal<[{ jobId: string }]>('jobAssignedSignal');
-
-const ms = (n: number) => `${Math.max(1, Math.round(n))} ms`;
 
 function hostActivities(host: string, timing: RunnerTiming) {
   const base: ActivityOptions = {
@@ -93,16 +82,6 @@ function githubActivities(timing: RunnerTiming) {
   });
 }
 
-function failureType(err: unknown): string | undefined {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
-}
-
-function failureMessage(err: unknown): string {
-  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
-  return cause instanceof Error ? cause.message : String(err);
-}
-
 /** Signal another workflow; a closed or missing one is not this runner's problem. */
 async function signalQuietly<Args extends unknown[]>(workflowId: string, def: SignalDefinition<Args>, ...args: Args): Promise<void> {
   try {
@@ -112,16 +91,9 @@ async function signalQuietly<Args extends unknown[]>(workflowId: string, def: Si
   }
 }
 
-/** The pool's view of a runner phase (it only tells idle, busy and cleaning apart). */
-const POOL_PHASE: Partial<Record<RunnerPhase, PoolRunnerPhase>> = {
-  [RunnerPhase.Idle]: 'idle',
-  [RunnerPhase.Busy]: 'busy',
-  [RunnerPhase.Cleaning]: 'cleaning',
-};
-
 export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<RunnerResult> {
   const { spec } = input;
-  const timing: RunnerTiming = { ...DEFAULT_TIMING, ...input.timing };
+  const timing: RunnerTiming = input.timing;
   const info = workflowInfo();
   const token = runToken(info.firstExecutionRunId);
   const runnerName = makeRunnerName({ pool: spec.pool, token });
@@ -140,12 +112,18 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
   // A runner started by a pool tells it about the phases it schedules by (and its end).
   const poolId = info.parent?.workflowId;
 
-  const setPhase = (phase: RunnerPhase) => {
+  const announce = (phase: RunnerPhase, failure?: RunnerPhaseChange['failure']) => {
     status.phase = phase;
     status.since = Date.now();
     upsertSearchAttributes([{ key: SA_PHASE, value: phase }]);
-    const poolPhase = POOL_PHASE[phase];
-    if (poolId && poolPhase) void signalQuietly(poolId, runnerPhaseSignal, { workflowId: info.workflowId, phase: poolPhase });
+    const poolPhase = poolPhaseOf(phase);
+    if (poolId && poolPhase) void signalQuietly(poolId, runnerPhaseChangedSignal, { workflowId: info.workflowId, phase: poolPhase, ...(failure ? { failure } : {}) });
+  };
+  /** Move along the runner's state machine (core/runner-policy.ts); an impossible step is a bug. */
+  const step = (event: RunnerEvent) => {
+    const next = nextRunnerPhase(status.phase, event);
+    if (!next) throw ApplicationFailure.nonRetryable(`runner ${runnerName}: no step "${event}" from phase ${status.phase}`, FailureType.InvalidInput);
+    announce(next);
   };
   const setJob = (id: string | undefined) => {
     if (!id || id === jobId) return;
@@ -170,7 +148,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     lifecycle.cancel();
   });
   upsertSearchAttributes([{ key: SA_RUNNER, value: runnerName }]);
-  setPhase(RunnerPhase.Pulling);
+  announce(RunnerPhase.Pulling);
 
   let failure: unknown;
   try {
@@ -185,7 +163,7 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     ]);
   } catch (err) {
     failure = err;
-    outcome = hostGone ? 'host-down' : isCancellation(err) ? 'cancelled' : 'failed';
+    outcome = outcomeOfFailure(hostGone, isCancellation(err));
   }
   async function live(): Promise<void> {
     // Image and credential do not depend on each other: fetch both at once.
@@ -197,30 +175,31 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     runnerId = credential.runnerId;
     status.runnerId = runnerId;
 
+    step('prepared');
     for (let attempt = 1; ; attempt++) {
       const vm = makeVmName({ pool: spec.pool, token, attempt });
       vmNames.push(vm);
       status.vmName = vm;
-      setPhase(RunnerPhase.Cloning);
       await host.clone.cloneVm({ image: spec.image, vmName: vm, cpu: spec.cpu, memoryMb: spec.memoryMb });
-      setPhase(RunnerPhase.Booting);
+      step('cloned');
       try {
         await host.boot.bootVm({ vmName: vm, bootTimeoutMs: timing.bootTimeoutMs });
         break;
       } catch (err) {
-        if (isCancellation(err) || attempt >= timing.bootAttempts) throw err;
+        if (!retryBoot(attempt, timing, isCancellation(err))) throw err;
         log.warn('boot failed; trying a fresh VM', { vm, attempt, type: failureType(err) });
         if (await destroyVm(vm)) destroyed.add(vm);
+        step('boot-retry');
       }
     }
     const vm = status.vmName!;
 
-    setPhase(RunnerPhase.Launching);
+    step('booted');
     launched = true; // set before the call: a launch that times out may still have started it
     await host.launch.launchRunner({ vmName: vm, runnerName, runnerDir: spec.runnerDir });
 
-    setPhase(RunnerPhase.Idle);
-    let start: Awaited<ReturnType<HostActivities['awaitJobStart']>> = { kind: 'idle-timeout' };
+    step('launched');
+    let start: JobStart = { kind: 'idle-timeout' };
     if (!retire) {
       idleScope = new CancellationScope();
       try {
@@ -234,44 +213,29 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
         idleScope = undefined;
       }
     }
-    let startedAt = start.startedAt;
-    let jobLanded = false;
-    let finishingDeadline: number | undefined;
-    if (start.kind === 'idle-timeout') {
-      // Take the runner off GitHub first, so no job lands on a runner we are about to destroy.
-      const removed = await github.removeRunner({ runnerId, runnerName, allowBusy: true });
-      if (removed === 'removed') {
-        outcome = retire ? 'retired' : 'idle-timeout';
-        await host.cleanup.stopGuestRunner({ vmName: vm, runnerDir: spec.runnerDir });
-      } else {
-        // 'busy': a job arrived just as we gave up on it, let it run. 'not-found': an ephemeral
-        // registration is gone only once its job ended, so the runner is about to exit.
-        jobLanded = true;
-        startedAt = Date.now();
-        if (removed === 'not-found') finishingDeadline = Date.now() + 2 * 60_000;
-      }
-    } else if (start.kind === 'runner-exited') {
-      outcome = 'runner-exited';
+    // Idle timeout or retirement: take the runner off GitHub first, so no job lands on a
+    // runner we are about to destroy (a 422 "busy" means one just did: it may run).
+    const removal = start.kind === 'idle-timeout' ? await github.removeRunner({ runnerId, runnerName, allowBusy: true }) : undefined;
+    const next = afterJobWait(start, removal, retire, Date.now(), timing);
+    if (next.kind === 'end') {
+      outcome = next.outcome;
+      if (next.stopRunner) await host.cleanup.stopGuestRunner({ vmName: vm, runnerDir: spec.runnerDir });
+      return;
     }
-    if (start.kind === 'job-started' || jobLanded) {
-      setJob(start.jobId);
-      setPhase(RunnerPhase.Busy);
-      const exit = await host.await.awaitRunnerExit({
-        vmName: vm,
-        runnerName,
-        runnerDir: spec.runnerDir,
-        jobDeadline: finishingDeadline ?? (startedAt ?? Date.now()) + timing.maxJobMs,
-      });
-      outcome = exit.kind === 'exited' ? 'completed' : 'job-timeout';
-      logsCollected = exit.logsCollected;
-    }
+    setJob(next.jobId);
+    step('job-started');
+    const exit = await host.await.awaitRunnerExit({ vmName: vm, runnerName, runnerDir: spec.runnerDir, jobDeadline: next.deadline });
+    outcome = exit.kind === 'exited' ? 'completed' : 'job-timeout';
+    logsCollected = exit.logsCollected;
   }
 
   // Cleanup on every path. GitHub side and host side run independently: a dead host must not
   // keep a registration alive, and a GitHub outage must not keep a VM alive.
   const leftovers: string[] = [];
   await CancellationScope.nonCancellable(async () => {
-    setPhase(RunnerPhase.Cleaning);
+    // A failure is told with the cleanup's start, so the pool backs off before it replaces this runner.
+    const failed = outcome === 'failed' && failure !== undefined ? { outcome, message: failureMessage(failure) } : undefined;
+    announce(nextRunnerPhase(status.phase, 'cleanup') ?? RunnerPhase.Cleaning, failed);
     const githubSide = async () => {
       if (!credentialRequested) return;
       try {
@@ -285,13 +249,13 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       // Once a host step times out waiting for the host, the host is taken as gone: the rest
       // is left for reconciliation instead of waiting out each step's timeout in turn.
       let hostAnswers = !hostGone;
-      const onHost = async (what: string | undefined, step: () => Promise<unknown>): Promise<boolean> => {
+      const onHost = async (what: string | undefined, run: () => Promise<unknown>): Promise<boolean> => {
         if (!hostAnswers) {
           if (what) leftovers.push(what);
           return false;
         }
         try {
-          await step();
+          await run();
           return true;
         } catch (err) {
           if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) hostAnswers = false;
@@ -328,11 +292,11 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     }
   });
   if (failure !== undefined) {
-    setPhase(RunnerPhase.Failed);
+    step('failed');
     log.warn('runner failed', { runner: runnerName, outcome, leftovers, type: failureType(failure) });
     throw failure;
   }
-  setPhase(RunnerPhase.Done);
+  step('succeeded');
   return result;
 
   async function destroyVm(vm: string): Promise<boolean> {

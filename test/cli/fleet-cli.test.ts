@@ -4,6 +4,7 @@
  * and every verb works end to end against the run's real Temporal server, with stand-in
  * Pool/Host/Runner workflows (test/cli/stand-in-workflows.ts) behind the real type names.
  */
+import { DEFAULT_BACKOFF, DEFAULT_RUNNER_TIMING } from '../../core/defaults.js';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { execa } from 'execa';
@@ -18,7 +19,7 @@ import { formatAge, formatTable } from '../../cli/table.js';
 import { hostWorkflowId, poolWorkflowId, runnerWorkflowId } from '../../core/names.js';
 import { SA_HOST, SA_PHASE, SA_POOL, SA_RUNNER } from '../../core/search-attributes.js';
 import type { HostRow, PoolRow, RunnerRow } from '../../cli/fleet.js';
-import type { PoolStatus } from '../../workflows/api.js';
+import { poolStatusQuery, type PoolStatus } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 import { ROOT } from '../support/harness.js';
 
@@ -312,7 +313,7 @@ pools:
       'pool', 'create', poolC, '--hosts', host1, '--image', 'img', '--labels', 'self-hosted,linux', '--size', '1', '--max', '3', '--task-queue', taskQueue,
     ]);
     expect(results).toMatchObject([{ pool: poolC, created: true }]);
-    const status = await client.workflow.getHandle(poolWorkflowId(poolC)).query<PoolStatus>('poolStatus');
+    const status = await client.workflow.getHandle(poolWorkflowId(poolC)).query(poolStatusQuery);
     expect(status.config).toEqual({
       name: poolC,
       hosts: [host1],
@@ -324,6 +325,8 @@ pools:
       size: 1,
       minIdle: 0,
       max: 3,
+      timing: DEFAULT_RUNNER_TIMING,
+      backoff: DEFAULT_BACKOFF,
     });
   });
 

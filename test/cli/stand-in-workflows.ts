@@ -33,6 +33,7 @@ export async function PoolWorkflow(input: { config: PoolConfig }): Promise<void>
     draining: false,
     target: 0,
     counts: { starting: 0, idle: 0, busy: 1, cleaning: 0 },
+    retiring: 0,
     runners: [],
     pendingJobs: 2,
     started: 3,

@@ -2,6 +2,7 @@
  * The fleet config file: hosts and pools in one document, defaults, and validation errors
  * that name the field path and the fix.
  */
+import { DEFAULT_BACKOFF, DEFAULT_RUNNER_TIMING } from '../../core/defaults.js';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, editDistance, suggest } from '../../config/fields.js';
 import {
@@ -88,7 +89,9 @@ describe('fleet config', () => {
       max: 4,
       cpu: 4,
       memoryMb: 8192,
-      timing: { idleTimeoutMs: 3_600_000 },
+      // Defaults are filled in here, at the edge: the workflow gets every value.
+      timing: { ...DEFAULT_RUNNER_TIMING, idleTimeoutMs: 3_600_000 },
+      backoff: DEFAULT_BACKOFF,
     });
     expect(c.pools[1]).toMatchObject({ name: 'linux', size: 1, minIdle: 0, max: 1, credential: 'jit', runnerGroupId: 1 });
   });

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runnerStatusQuery } from '../../workflows/api.js';
 import { inject } from 'vitest';
 import type { RunnerWorkflow } from '../../workflows/runner.js';
 import { PAUSE_MARKER } from '../../workers/test-hooks.js';
@@ -86,7 +87,7 @@ describe.skipIf(skip)('host worker killed with SIGKILL at each step', () => {
       await expect.poll(() => worker!.stderr.some((l) => l.startsWith(`${PAUSE_MARKER} ${step}`)), { timeout: 60_000, interval: 100 }).toBe(true);
     } else {
       await expect
-        .poll(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, { timeout: 60_000, interval: 100 })
+        .poll(async () => (await handle.query(runnerStatusQuery)).phase, { timeout: 60_000, interval: 100 })
         .toBe(killWhen);
       if (killWhen === 'busy') await new Promise((r) => setTimeout(r, 1_000));
     }

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runnerStatusQuery } from '../../workflows/api.js';
 import { inject } from 'vitest';
 import type { RunnerTiming } from '../../core/runner-spec.js';
 import type { QemuDriver } from '../../drivers/qemu.js';
@@ -99,9 +100,9 @@ describe.skipIf(skip)('real QEMU VMs', { timeout: 400_000 }, () => {
     it('the QEMU process killed mid-job: the runner is deregistered and the slot is free again', async () => {
       const job = h.emulator.queueJob({ repo: REPO, labels: ['ekiden-test'], steps: [{ run: 'sleep 300' }] });
       const handle = await start('qemukill');
-      await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'busy', 300_000, 'busy');
-      const { vmName } = await handle.query<{ vmName: string }>('runnerStatusQuery');
-      const pid = await (h.driver as QemuDriver).pid({ name: vmName });
+      await waitUntil(async () => (await handle.query(runnerStatusQuery)).phase, (p) => p === 'busy', 300_000, 'busy');
+      const { vmName } = await handle.query(runnerStatusQuery);
+      const pid = await (h.driver as QemuDriver).pid({ name: vmName! });
       expect(pid).toBeGreaterThan(0);
       process.kill(pid!, 'SIGKILL');
       const err = await handle.result().catch((e: unknown) => e);
@@ -126,7 +127,7 @@ describe.skipIf(skip)('real QEMU VMs', { timeout: 400_000 }, () => {
     workerProc = launch();
     const job = h.emulator.queueJob({ repo: REPO, labels: ['ekiden-test'], steps: [{ run: 'sleep 15; echo survived' }] });
     const handle = await start('workerkill');
-    await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'busy', 300_000, 'busy');
+    await waitUntil(async () => (await handle.query(runnerStatusQuery)).phase, (p) => p === 'busy', 300_000, 'busy');
     const killed = new Promise((r) => workerProc!.once('exit', r));
     workerProc.kill('SIGKILL');
     await killed;

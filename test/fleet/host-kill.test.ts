@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { resolveHostTiming, resolvePoolTuning } from '../../core/defaults.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { hostWorkflowId, poolWorkflowId } from '../../core/names.js';
@@ -55,7 +56,7 @@ describe.skipIf(skip)('host worker killed with SIGKILL', () => {
     const host = await h.client.workflow.start<typeof HostWorkflow>('HostWorkflow', {
       workflowId: hostWorkflowId(h.hostId),
       taskQueue: h.taskQueue,
-      args: [{ id: h.hostId, timing: { pingIntervalMs: 500, downAfterMs: 3_000, confirmDelayMs: 200, reconcileIntervalMs: 60 * 60_000 } }],
+      args: [{ id: h.hostId, timing: resolveHostTiming({ pingIntervalMs: 500, downAfterMs: 3_000, confirmDelayMs: 200, reconcileIntervalMs: 60 * 60_000 }) }],
     });
     child = startHostProcess();
     await waitUntil(() => host.query(hostStatusQuery), (s) => s.state === 'up', 60_000, 'host up');
@@ -78,7 +79,7 @@ describe.skipIf(skip)('host worker killed with SIGKILL', () => {
     const pool = await h.client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolWorkflowId(name),
       taskQueue: h.taskQueue,
-      args: [{ config, tuning: { hostRetryMs: 500 } }],
+      args: [{ config, tuning: resolvePoolTuning({ hostRetryMs: 500 }) }],
       typedSearchAttributes: [{ key: SA_POOL, value: name }],
     });
     const registrations = () => h.emulator.runners().filter((r) => r.name.startsWith(`ekiden-${name}-`));

@@ -4,10 +4,7 @@
  * runners and continue-as-new.
  */
 import type { WorkflowHandle } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostWorkflowId, poolWorkflowId } from '../../core/names.js';
 import { SA_POOL } from '../../core/search-attributes.js';
@@ -15,7 +12,7 @@ import { FakeDriver } from '../../drivers/fake.js';
 import {
   drainPoolUpdate,
   hostStatusQuery,
-  jobProgressSignal,
+  jobProgressedSignal,
   jobQueuedSignal,
   poolStatusQuery,
   resumePoolUpdate,
@@ -24,13 +21,15 @@ import {
   type PoolScale,
   type PoolStatus,
 } from '../../workflows/api.js';
-import type { PoolTuning, PoolWorkflow } from '../../workflows/pool.js';
+import type { PoolWorkflow } from '../../workflows/pool.js';
+import type { PoolTuning } from '../../workflows/api.js';
+import { resolvePoolTuning } from '../../core/defaults.js';
 import { silentLogger } from '../../webhooks/log.js';
 import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from '../../webhooks/server.js';
-import { BUNDLE, createHarness, IMAGE, REPO, ROOT, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
+import { recordFixture } from '../support/fixtures.js';
+import { BUNDLE, createHarness, IMAGE, REPO, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'histories');
 
 describe.skipIf(skip)('pools on a real Temporal server', () => {
   let h: Harness;
@@ -73,7 +72,7 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
     const handle = await h.client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolWorkflowId(c.name),
       taskQueue: h.taskQueue,
-      args: [{ config: c, tuning: { hostRetryMs: 500, ...tuning } }],
+      args: [{ config: c, tuning: resolvePoolTuning({ hostRetryMs: 500, ...tuning }) }],
       typedSearchAttributes: [{ key: SA_POOL, value: c.name }],
     });
     pools.push(handle);
@@ -203,7 +202,7 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
     expect(s.target).toBe(3);
     expect(s.started).toBe(3);
     expect(registrations(c.name)).toHaveLength(3);
-    for (let i = 1; i <= 50; i++) await p.signal(jobProgressSignal, { jobId: `burst-${c.name}-${i}`, action: 'completed' });
+    for (let i = 1; i <= 50; i++) await p.signal(jobProgressedSignal, { jobId: `burst-${c.name}-${i}`, action: 'completed' });
     const idle = await waitStatus(p, (st) => st.runners.length === 0, 'all retired when demand is gone');
     expect(idle.started).toBe(3);
     expect(idle.pendingJobs).toBe(0);
@@ -282,11 +281,8 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
     for (const p of pools) histories.push({ workflowId: p.workflowId, history: await p.fetchHistory() });
     const host = h.client.workflow.getHandle(hostWorkflowId(h.hostId));
     histories.push({ workflowId: host.workflowId, history: await host.fetchHistory() });
-    if (process.env.EKIDEN_RECORD_HISTORIES === '1') {
-      mkdirSync(FIXTURES, { recursive: true });
-      writeFileSync(join(FIXTURES, 'pool-scale.json'), historyToJSON(histories[0]!.history));
-      writeFileSync(join(FIXTURES, 'host.json'), historyToJSON(histories.at(-1)!.history));
-    }
+    recordFixture('pool-scale', histories[0]!.history);
+    recordFixture('host', histories.at(-1)!.history);
     let replayed = 0;
     for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: BUNDLE } }, histories)) {
       expect(r.error, `replay of ${r.workflowId}`).toBeUndefined();

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
+import { resolveRunnerTiming } from '../../core/defaults.js';
 import type { RunnerSpec, RunnerTiming } from '../../core/runner-spec.js';
 import { FakeDriver } from '../../drivers/fake.js';
 import type { DriverSettings } from '../../drivers/index.js';
@@ -20,7 +21,7 @@ import { installStandinRunner } from '../../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl } from '../../github/client.js';
 import { RunnerRegistry } from '../../github/runners.js';
 import { createHostWorker, type HostWorker, type HostWorkerOptions } from '../../workers/host-worker.js';
-import type { HostTiming } from '../../workflows/host.js';
+import type { HostTiming } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 
 export const REPO = 'acme/app';
@@ -64,7 +65,8 @@ export interface Harness {
   nativeConnection: NativeConnection;
   hostId: string;
   spec(overrides?: Partial<RunnerSpec>): RunnerSpec;
-  timing(overrides?: Partial<RunnerTiming>): Partial<RunnerTiming>;
+  /** Test timing (short timeouts) with every other value resolved: a RunnerWorkflow input's `timing`. */
+  timing(overrides?: Partial<RunnerTiming>): RunnerTiming;
   startWorker(opts?: {
     driver?: VmDriver;
     activityInbound?: ActivityInboundCallsInterceptorFactory[];
@@ -161,7 +163,8 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
       credential: 'jit',
       ...o,
     }),
-    timing: (o) => ({ heartbeatTimeoutMs: 3_000, idleTimeoutMs: 60_000, bootTimeoutMs: 20_000, hostCleanupTimeoutMs: 60_000, deregisterTimeoutMs: 60_000, ...o }),
+    timing: (o) =>
+      resolveRunnerTiming({ heartbeatTimeoutMs: 3_000, idleTimeoutMs: 60_000, bootTimeoutMs: 20_000, hostCleanupTimeoutMs: 60_000, deregisterTimeoutMs: 60_000, ...o }),
     async createWorker(o) {
       return createHostWorker({
         connection: nativeConnection,

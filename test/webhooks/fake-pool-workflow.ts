@@ -4,9 +4,9 @@
  * job signals it gets, and a stand-in runner that records `jobAssignedSignal`. They keep
  * the receiver's tests independent of the real PoolWorkflow and RunnerWorkflow.
  */
+import { resolvePoolConfig } from '../../core/defaults.js';
 import { condition, defineQuery, setHandler } from '@temporalio/workflow';
-import { jobProgressSignal, jobQueuedSignal, poolStatusQuery, type PoolStatus, type QueuedJob } from '../../workflows/api.js';
-import { jobAssignedSignal } from '../../workflows/runner.js';
+import { jobAssignedSignal, jobProgressedSignal, jobQueuedSignal, poolStatusQuery, type PoolStatus, type QueuedJob } from '../../workflows/api.js';
 
 export interface FakePoolInput {
   name: string;
@@ -30,7 +30,7 @@ export async function PoolWorkflow(input: FakePoolInput): Promise<void> {
   setHandler(jobQueuedSignal, (job) => {
     record.queued.push(job);
   });
-  setHandler(jobProgressSignal, (p) => {
+  setHandler(jobProgressedSignal, (p) => {
     record.progress.push(p);
   });
   setHandler(fakePoolRecordQuery, () => record);
@@ -38,7 +38,7 @@ export async function PoolWorkflow(input: FakePoolInput): Promise<void> {
     const busy = input.busy ?? 0;
     return {
       pool: input.name,
-      config: {
+      config: resolvePoolConfig({
         name: input.name,
         hosts: [],
         image: 'fake',
@@ -49,10 +49,11 @@ export async function PoolWorkflow(input: FakePoolInput): Promise<void> {
         size: 0,
         minIdle: 0,
         max: input.max,
-      },
+      }),
       draining: input.draining ?? false,
       target: busy,
       counts: { starting: 0, idle: 0, busy, cleaning: 0 },
+    retiring: 0,
       runners: [],
       pendingJobs: record.queued.length,
       started: 0,

@@ -3,6 +3,7 @@
  * listing cache (with a stand-in client), the bounded LRU, and payload parsing.
  */
 import type { Client } from '@temporalio/client';
+import { resolvePoolConfig } from '../../core/defaults.js';
 import { describe, expect, it } from 'vitest';
 import type { PoolStatus } from '../../workflows/api.js';
 import { silentLogger } from '../../webhooks/log.js';
@@ -17,10 +18,11 @@ function pool(name: string, labels: string[], max: number, active = 0, draining 
 function status(name: string, labels: string[], max: number, busy = 0): PoolStatus {
   return {
     pool: name,
-    config: { name, hosts: [], image: 'i', labels, runnerGroupId: 1, runnerDir: 'r', credential: 'jit', size: 0, minIdle: 0, max },
+    config: resolvePoolConfig({ name, hosts: [], image: 'i', labels, runnerGroupId: 1, runnerDir: 'r', credential: 'jit', size: 0, minIdle: 0, max }),
     draining: false,
     target: busy,
     counts: { starting: 0, idle: 0, busy, cleaning: 0 },
+    retiring: 0,
     runners: [],
     pendingJobs: 0,
     started: 0,

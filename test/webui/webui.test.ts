@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it, type TestContext } from 'vitest';
+import { runnerStatusQuery } from '../../workflows/api.js';
 import { runnerWorkflowId } from '../../core/names.js';
 import { RunnerPhase, SA_HOST, SA_PHASE, SA_POOL } from '../../core/search-attributes.js';
 import { runnersQuery, webUiRunnersLink, webUiWorkflowLink } from '../../temporal/web-ui.js';
@@ -76,7 +77,7 @@ describe.skipIf(skip)(`Temporal Web UI finds runners by their search attributes$
     other = await startRunner(otherPool);
     for (const handle of [runner, other]) {
       await waitUntil(
-        async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase,
+        async () => (await handle.query(runnerStatusQuery)).phase,
         (phase) => phase === RunnerPhase.Idle,
         60_000,
         `${handle.workflowId} to be idle`,
@@ -171,7 +172,7 @@ describe.skipIf(skip)(`Temporal Web UI finds runners by their search attributes$
 
   it('the runner\'s page shows its workflow id and search attributes', async (ctx) => {
     const page = await newPage(ctx, 'runner-page');
-    const status = await runner.query<{ runnerName: string }>('runnerStatusQuery');
+    const status = await runner.query(runnerStatusQuery);
     const row = page.getByRole('link', { name: runner.workflowId, exact: true });
     await openUntilVisible(page, webUiRunnersLink(uiUrl, NAMESPACE, { pool }), row);
     await row.click();

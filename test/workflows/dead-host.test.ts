@@ -5,6 +5,7 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runnerStatusQuery } from '../../workflows/api.js';
 import type { RunnerWorkflow } from '../../workflows/runner.js';
 import { createHarness, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
@@ -28,7 +29,7 @@ describe.skipIf(skip)('a dead host', () => {
       taskQueue: `ekiden-${h.hostId}`,
       args: [{ spec: h.spec(), timing: h.timing({ hostCleanupTimeoutMs: 5_000 }) }],
     });
-    await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'idle', 60_000, 'idle');
+    await waitUntil(async () => (await handle.query(runnerStatusQuery)).phase, (p) => p === 'idle', 60_000, 'idle');
     expect(h.emulator.runners()).toHaveLength(1);
 
     // The host goes away for good (its VM keeps running, as after a crash).
@@ -41,7 +42,7 @@ describe.skipIf(skip)('a dead host', () => {
     // … and the workflow ends, naming the VM it could not delete.
     const err = await handle.result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const status = await handle.query<{ leftovers?: string[]; vmName?: string }>('runnerStatusQuery');
+    const status = await handle.query(runnerStatusQuery);
     expect(status.leftovers).toEqual([`vm ${status.vmName} on ${h.hostId}`, `credential ${status.vmName!.replace(/-\d+$/, '')} on ${h.hostId}`]);
     expect((await h.driver.list()).map((v) => v.name)).toEqual([status.vmName]);
   });

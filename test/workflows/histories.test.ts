@@ -3,16 +3,15 @@
  * worker log line or process argv; and every recorded history replays against today's code.
  */
 import { Worker } from '@temporalio/worker';
-import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { WorkflowHandle } from '@temporalio/client';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runnerStatusQuery } from '../../workflows/api.js';
 import type { RunnerWorkflow } from '../../workflows/runner.js';
-import { BUNDLE, createHarness, REPO, ROOT, temporalSkipReason, waitUntil, workerLogLines, type Harness } from '../support/harness.js';
+import { recordedHistories, recordFixture } from '../support/fixtures.js';
+import { BUNDLE, createHarness, REPO, temporalSkipReason, waitUntil, workerLogLines, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'histories');
 
 function processArgvs(): string[] {
   const out: string[] = [];
@@ -43,10 +42,10 @@ describe.skipIf(skip)('histories, secrets and replay', () => {
       handles.push({ name, handle });
       if (queueJob) {
         // Look at every process's argv while the runner is up and the job runs.
-        await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'idle', 60_000, 'phase idle');
+        await waitUntil(async () => (await handle.query(runnerStatusQuery)).phase, (p) => p === 'idle', 60_000, 'phase idle');
         argvSnapshots.push(...processArgvs());
         h.emulator.queueJob({ repo: REPO, labels: ['ekiden-test'], steps: [{ run: 'sleep 1' }] });
-        await waitUntil(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, (p) => p === 'busy', 60_000, 'phase busy');
+        await waitUntil(async () => (await handle.query(runnerStatusQuery)).phase, (p) => p === 'busy', 60_000, 'phase busy');
         argvSnapshots.push(...processArgvs());
       }
       await handle.result();
@@ -86,16 +85,9 @@ describe.skipIf(skip)('histories, secrets and replay', () => {
 
   it('recorded and fresh histories replay against the current workflow code', async () => {
     const fresh = await Promise.all(handles.map(async ({ name, handle }) => ({ name, workflowId: handle.workflowId, history: await handle.fetchHistory() })));
-    if (process.env.EKIDEN_RECORD_HISTORIES === '1') {
-      mkdirSync(FIXTURES, { recursive: true });
-      for (const f of fresh) writeFileSync(join(FIXTURES, `runner-${f.name}.json`), historyToJSON(f.history));
-    }
-    const recorded = existsSync(FIXTURES)
-      ? readdirSync(FIXTURES)
-          .filter((f) => f.endsWith('.json'))
-          .map((f) => ({ workflowId: f, history: historyFromJSON(JSON.parse(readFileSync(join(FIXTURES, f), 'utf8'))) }))
-      : [];
-    expect(recorded.length).toBeGreaterThanOrEqual(3);
+    for (const f of fresh) recordFixture(`runner-${f.name}`, f.history);
+    const recorded = recordedHistories();
+    expect(recorded.filter((r) => r.workflowId.includes('/runner-')).length).toBeGreaterThanOrEqual(3);
     const all = [...fresh.map(({ workflowId, history }) => ({ workflowId, history })), ...recorded];
     let replayed = 0;
     for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: BUNDLE } }, all)) {

@@ -3,6 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runnerStatusQuery } from '../../workflows/api.js';
 import type { RunnerResult, RunnerSpec, RunnerTiming } from '../../core/runner-spec.js';
 import type { RunnerWorkflow } from '../../workflows/runner.js';
 import { createHarness, NEVER_BOOT_IMAGE, REPO, temporalSkipReason, type Harness } from '../support/harness.js';
@@ -177,7 +178,7 @@ describe.skipIf(skip)('RunnerWorkflow on a real Temporal server', () => {
   it.each(['booting', 'idle'])('cancellation while %s cleans up', async (phase) => {
     const handle = await start(`cancel-${phase}`);
     await expect
-      .poll(async () => (await handle.query<{ phase: string }>('runnerStatusQuery')).phase, { timeout: 30_000, interval: 100 })
+      .poll(async () => (await handle.query(runnerStatusQuery)).phase, { timeout: 30_000, interval: 100 })
       .toBe(phase);
     await handle.cancel();
     const err = await handle.result().catch((e: unknown) => e);
