@@ -1,12 +1,17 @@
 /**
  * The `ekiden` command. Verbs: `up` (the embedded one-machine default), `worker` (a host
  * worker from a config file), `webhook` (the GitHub webhook receiver), and the operator verbs
- * `pool …`, `status`, `runners`, `hosts` (cli/fleet.ts). Invalid arguments exit 2 with a
- * one-line reason.
+ * `pool …` (cli/pool.ts), `status` (cli/status.ts), `runners` (cli/runners.ts), `hosts`
+ * (cli/hosts.ts). Invalid arguments exit 2 with a one-line reason.
  */
 import { parseArgs } from 'node:util';
 import { UsageError } from './errors.js';
-import { FLEET_USAGE, fleetCommand, type CliIo } from './fleet.js';
+import { FLEET_USAGE } from './fleet.js';
+import { hostsCommand } from './hosts.js';
+import type { CliIo } from './io.js';
+import { poolCommand } from './pool.js';
+import { runnersCommand } from './runners.js';
+import { statusCommand } from './status.js';
 import type { UpOptions } from './up.js';
 
 export { UsageError } from './errors.js';
@@ -99,10 +104,13 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         return await mod.webhookCommand(rest, cli.env);
       }
       case 'pool':
+        return await poolCommand(rest, cli);
       case 'status':
+        return await statusCommand(rest, cli);
       case 'runners':
+        return await runnersCommand(rest, cli);
       case 'hosts':
-        return await fleetCommand(verb, rest, cli);
+        return await hostsCommand(rest, cli);
       case undefined:
       case 'help':
       case '--help':

@@ -1,5 +1,6 @@
 /**
- * Plain-text output for the operator CLI: aligned columns and short human ages.
+ * Plain-text output for the operator CLI: aligned columns, short human ages, and rendering
+ * that survives a status of another version.
  */
 
 /** Rows under a header, columns padded to their widest cell, two spaces apart; no trailing spaces. */
@@ -24,4 +25,13 @@ export function formatAge(ms: number | undefined): string {
   if (h < 24) return `${h}h${String(m % 60).padStart(2, '0')}m`;
   const d = Math.floor(h / 24);
   return `${d}d${String(h % 24).padStart(2, '0')}h`;
+}
+
+/** `render()`, or `fallback` when a status lacks fields this CLI expects (a pool or host of another version). */
+export function tolerant<T>(render: () => T, fallback: T): T {
+  try {
+    return render();
+  } catch {
+    return fallback;
+  }
 }

@@ -1,9 +1,11 @@
 /**
  * The operator CLI's connection to Temporal: which server and namespace (flags, else the
  * config file's `temporal` section, else TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE, else the
- * local default), reached with a short timeout so an unreachable server is one clear line.
+ * local default), reached with a short timeout so an unreachable server is one clear line;
+ * and the calls the verbs make through it: listing open workflows of a type, a deadline on a
+ * query or update, and the one line that explains a failed call.
  */
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import { connect as tcpConnect } from 'node:net';
 import { DEFAULT_TEMPORAL_PORT, splitAddress, type TemporalSettings } from '../config/fleet.js';
 import { CliError, firstLine, UsageError } from './errors.js';
@@ -11,6 +13,8 @@ import { CliError, firstLine, UsageError } from './errors.js';
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_NAMESPACE = 'default';
 export const CONNECT_TIMEOUT_MS = 5_000;
+/** How long a query may take before its row shows an error instead (a workflow nobody serves). */
+export const QUERY_TIMEOUT_MS = 5_000;
 
 export interface TemporalTarget {
   address: string;
@@ -81,4 +85,29 @@ export async function connectTemporal(target: TemporalTarget, timeoutMs = CONNEC
   }
   const client = new Client({ connection, namespace: target.namespace });
   return { target, connection, client, close: () => connection.close() };
+}
+
+/** The running workflows of `type` (and the `extra` visibility condition), sorted by workflow id. */
+export async function listOpen(session: TemporalSession, type: string, extra = ''): Promise<WorkflowExecutionInfo[]> {
+  const found: WorkflowExecutionInfo[] = [];
+  for await (const info of session.client.workflow.list({ query: `WorkflowType = '${type}' AND ExecutionStatus = 'Running'${extra}` })) found.push(info);
+  return found.sort((a, b) => a.workflowId.localeCompare(b.workflowId));
+}
+
+/** The one line for a failed query or update that had `timeoutMs` to answer. */
+export function explain(err: unknown, timeoutMs: number): string {
+  for (let e: unknown = err; e instanceof Error || (typeof e === 'object' && e !== null); e = (e as { cause?: unknown }).cause) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    // gRPC 4 DEADLINE_EXCEEDED: the workflow's worker did not answer in time.
+    if (code === 4 || (typeof message === 'string' && /deadline/i.test(message))) {
+      return `no answer within ${timeoutMs / 1000}s; is a worker serving its task queue?`;
+    }
+  }
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof Error ? `${firstLine(err)}: ${firstLine(cause)}` : firstLine(err);
+}
+
+/** `fn`'s calls on the session's connection, with a deadline `ms` from now. */
+export async function withTimeout<T>(session: TemporalSession, ms: number, fn: () => Promise<T>): Promise<T> {
+  return session.connection.withDeadline(Date.now() + ms, fn);
 }

@@ -1,0 +1,96 @@
+/**
+ * `ekiden status`: the fleet at a glance — every running PoolWorkflow (target, runners by
+ * phase, pending jobs, draining, failures, blocked), then the hosts and runners tables of
+ * `ekiden hosts` and `ekiden runners`. Pools are queried one by one with a deadline, so a pool
+ * nobody serves shows its error in its row instead of hanging the command.
+ */
+import { SA_POOL } from '../core/search-attributes.js';
+import { poolStatusQuery, type PoolStatus } from '../workflows/api.js';
+import { parseNoArguments, type Common } from './args.js';
+import { runOperatorCommand } from './command.js';
+import { readHosts, hostsTable } from './hosts.js';
+import { json, type CliIo, type Env } from './io.js';
+import { readRunners, runnersTable } from './runners.js';
+import { formatAge, formatTable, tolerant } from './table.js';
+import { explain, listOpen, QUERY_TIMEOUT_MS, withTimeout, type TemporalSession } from './temporal.js';
+
+export const STATUS_USAGE = '  ekiden status';
+
+export type StatusCommand = Common & { verb: 'status' };
+
+export interface PoolRow {
+  workflowId: string;
+  name: string;
+  status?: PoolStatus;
+  error?: string;
+}
+
+export async function readPools(session: TemporalSession): Promise<PoolRow[]> {
+  const infos = await listOpen(session, 'PoolWorkflow');
+  return Promise.all(
+    infos.map(async (info): Promise<PoolRow> => {
+      const name = info.typedSearchAttributes.get(SA_POOL) ?? info.workflowId.replace(/^pool\//, '');
+      try {
+        const status = await withTimeout(session, QUERY_TIMEOUT_MS, () => session.client.workflow.getHandle(info.workflowId, info.runId).query(poolStatusQuery));
+        return { workflowId: info.workflowId, name, status };
+      } catch (err) {
+        return { workflowId: info.workflowId, name, error: explain(err, QUERY_TIMEOUT_MS) };
+      }
+    }),
+  );
+}
+
+function poolCells(r: PoolRow): string[] {
+  const s = r.status;
+  if (!s) return [r.name, '?', '', '', '', '', '', '', '', '', `(query failed: ${r.error})`];
+  return tolerant(
+    () => [
+      r.name,
+      String(s.target),
+      `${s.config.size}/${s.config.minIdle}/${s.config.max}`,
+      String(s.counts.starting),
+      String(s.counts.idle),
+      String(s.counts.busy),
+      String(s.counts.cleaning),
+      String(s.pendingJobs),
+      s.draining ? 'yes' : 'no',
+      s.consecutiveFailures > 0 ? `${s.failed} (${s.consecutiveFailures} in a row)` : String(s.failed),
+      s.blocked ?? '-',
+    ],
+    [r.name, '?', '', '', '', '', '', '', '', '', '(unexpected status shape; see --json)'],
+  );
+}
+
+function poolsTable(rows: PoolRow[], now: number): string {
+  if (rows.length === 0) return '(no pools)';
+  const header = ['POOL', 'TARGET', 'SIZE/MIN-IDLE/MAX', 'STARTING', 'IDLE', 'BUSY', 'CLEANING', 'PENDING', 'DRAINING', 'FAILURES', 'BLOCKED'];
+  const table = formatTable(header, rows.map(poolCells));
+  const failures = rows.flatMap((r) => {
+    const recent = r.status?.recentFailures;
+    if (!r.status || !(r.status.consecutiveFailures > 0) || !Array.isArray(recent) || recent.length === 0) return [];
+    const last = recent[recent.length - 1]!;
+    return [`  ${r.name}: last failure ${formatAge(now - last.at)} ago (${last.workflowId}): ${String(last.message).split('\n')[0]}`];
+  });
+  return failures.length ? `${table}\n${failures.join('\n')}` : table;
+}
+
+/** Checks the arguments of `ekiden status …`; throws UsageError or ConfigError. */
+export function parseStatusCommand(argv: string[], env: Env): StatusCommand {
+  return { verb: 'status', ...parseNoArguments('status', argv, env) };
+}
+
+export async function runStatus(session: TemporalSession, io: CliIo, cmd: StatusCommand): Promise<number> {
+  const now = io.now();
+  const [pools, hosts, runners] = await Promise.all([readPools(session), readHosts(session), readRunners(session)]);
+  if (cmd.json) {
+    json(io, { pools, hosts, runners });
+  } else {
+    io.out(['POOLS', poolsTable(pools, now), '', 'HOSTS', hostsTable(hosts, now), '', 'RUNNERS', runnersTable(runners, now, false)].join('\n'));
+  }
+  return 0;
+}
+
+/** `ekiden status …`: the exit code, after one-line errors on io.err. */
+export function statusCommand(argv: string[], io: CliIo): Promise<number> {
+  return runOperatorCommand(io, () => parseStatusCommand(argv, io.env), (session, cmd) => runStatus(session, io, cmd));
+}
