@@ -10,7 +10,7 @@ import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FailureType } from '../core/failures.js';
+import { FailureType, errorMessage } from '../core/failures.js';
 import { KeyedLock } from '../core/keyed-lock.js';
 import type { CredentialMode } from '../core/runner-spec.js';
 import { DriverError, type SshEndpoint, type VmDriver } from '../drivers/types.js';
@@ -245,7 +245,7 @@ export function createHostActivities(deps: HostActivityDeps) {
           if (done || timedOut) {
             // The runner is finished: keep its logs now, while we hold the connection.
             const logs = await saveDiag(endpoint, args.runnerName, args.runnerDir, signal).catch((err: unknown) => {
-              log.warn('could not collect runner logs', { vm: args.vmName, error: (err as Error).message });
+              log.warn('could not collect runner logs', { vm: args.vmName, error: errorMessage(err) });
               return undefined;
             });
             return { kind: done ? 'exited' : 'job-timeout', exitCode: st.exitCode, logsCollected: logs !== undefined };

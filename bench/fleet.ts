@@ -66,6 +66,7 @@ import { JobBook } from './fleet/phase.js';
 import { printFigures, printLogSummary, summaryJson, type Results } from './fleet/report.js';
 import { RunLog } from './fleet/run-log.js';
 import { tearDown } from './fleet/teardown.js';
+import { errorMessage } from '../core/failures.js';
 
 async function main(): Promise<void> {
   const opts = parseOptions();
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     await reportFleet(bench, infra, poolNames);
   } catch (err) {
     if (!signal.aborted) {
-      error = (err as Error).message;
+      error = errorMessage(err);
       console.log(`error: ${error}`);
     }
   }

@@ -13,6 +13,7 @@ import { poolCommand } from './pool.js';
 import { runnersCommand } from './runners.js';
 import { statusCommand } from './status.js';
 import type { UpOptions } from './up.js';
+import { errorMessage } from '../core/failures.js';
 
 export { UsageError } from './errors.js';
 
@@ -98,7 +99,7 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         try {
           mod = (await import(WEBHOOK_COMMAND_MODULE)) as WebhookModule;
         } catch (err) {
-          if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /webhooks[\\/]command/.test((err as Error).message)) throw new Error('webhook: the webhook receiver is not part of this build');
+          if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /webhooks[\\/]command/.test(errorMessage(err))) throw new Error('webhook: the webhook receiver is not part of this build');
           throw err;
         }
         return await mod.webhookCommand(rest, cli.env);
@@ -123,10 +124,10 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      cli.err(`ekiden: ${(err as Error).message.split('\n')[0]}`);
+      cli.err(`ekiden: ${errorMessage(err).split('\n')[0]}`);
       return 2;
     }
-    cli.err(`ekiden: ${(err as Error).message}`);
+    cli.err(`ekiden: ${errorMessage(err)}`);
     return 1;
   }
 }

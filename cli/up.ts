@@ -28,6 +28,7 @@ import { WORKFLOW_BUNDLE } from '../workers/main.js';
 import { parseScope } from '../config/schema.js';
 import { UsageError } from './main.js';
 import type { PoolWorkflow } from '../workflows/pool.js';
+import { errorMessage } from '../core/failures.js';
 
 export interface UpOptions {
   driver: 'fake' | 'qemu' | 'tart';
@@ -91,7 +92,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       try {
         await fn();
       } catch (err) {
-        say(`  cleanup step failed: ${(err as Error).message}`);
+        say(`  cleanup step failed: ${errorMessage(err)}`);
       }
     }
     cleanups.length = 0;

@@ -13,6 +13,7 @@ import type { DriverSettings } from '../drivers/index.js';
 import type { GitHubAuth, GitHubScope, GitHubSettings } from '../github/client.js';
 import type { PoolConfig } from '../workflows/api.js';
 import { at, ConfigError, describe, obj, onlyKeys, optBool, optInt, optNum, optObj, optStr, str, strList } from './fields.js';
+import { errorMessage } from '../core/failures.js';
 
 export { ConfigError } from './fields.js';
 export { defaultCapacity } from '../core/defaults.js';
@@ -81,7 +82,7 @@ function slug(field: string, value: string): string {
   try {
     assertSlug(field, value);
   } catch (err) {
-    throw new ConfigError((err as Error).message);
+    throw new ConfigError(errorMessage(err));
   }
   return value;
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from './fields.js';
+import { errorMessage } from '../core/failures.js';
 
 export function parseConfigText(text: string, file: string): unknown {
   const ext = extname(file).toLowerCase();
@@ -20,7 +21,7 @@ export function loadConfigFile(file: string): unknown {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : errorMessage(err);
     throw new ConfigError(`${file}: cannot read the config file (${why}); check the path`);
   }
   return parseConfigText(text, file);
@@ -42,7 +43,7 @@ function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
-    const message = (err as Error).message;
+    const message = errorMessage(err);
     const position = /at position (\d+)/.exec(message);
     let where = '';
     if (position) {

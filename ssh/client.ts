@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
 import type { SshEndpoint } from '../drivers/types.js';
+import { errorMessage } from '../core/failures.js';
 
 export type SshErrorCode = 'timeout' | 'auth' | 'host-key-mismatch' | 'connect' | 'aborted' | 'failed';
 
@@ -130,7 +131,7 @@ function connect(endpoint: SshEndpoint, timeoutMs: number, signal?: AbortSignal)
       client.setNoDelay(true);
     } catch (err) {
       // ssh2 throws synchronously on unusable config, e.g. an unparsable private key.
-      finish(new SshError('auth', `ssh ${where(endpoint)}: ${(err as Error).message}`, { cause: err }));
+      finish(new SshError('auth', `ssh ${where(endpoint)}: ${errorMessage(err)}`, { cause: err }));
     }
   });
 }

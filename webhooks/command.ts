@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { jsonLineLogger, type WebhookLogger } from './log.js';
 import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from './server.js';
+import { errorMessage } from '../core/failures.js';
 
 export const DEFAULT_SECRET_ENV = 'EKIDEN_WEBHOOK_SECRET';
 export const DEFAULT_PORT = 8765;
@@ -60,7 +61,7 @@ function readConfig(file: string): { temporal: Record<string, unknown>; webhook:
   try {
     raw = parseYaml(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new UsageError(`--config: cannot read ${file}: ${(err as Error).message.split('\n')[0]}`);
+    throw new UsageError(`--config: cannot read ${file}: ${errorMessage(err).split('\n')[0]}`);
   }
   if (!isRecord(raw)) throw new UsageError(`--config: ${file} must hold an object with a "temporal" and/or "webhook" section`);
   const section = (key: string) => {
@@ -139,7 +140,7 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      console.error(`ekiden webhook: ${(err as Error).message.split('\n')[0]}`);
+      console.error(`ekiden webhook: ${errorMessage(err).split('\n')[0]}`);
       return 2;
     }
     throw err;
@@ -149,7 +150,7 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
   try {
     connection = await Connection.connect(settings.temporal.connect);
   } catch (err) {
-    console.error(`ekiden webhook: cannot reach Temporal at ${settings.temporal.address}: ${(err as Error).message.split('\n')[0]}`);
+    console.error(`ekiden webhook: cannot reach Temporal at ${settings.temporal.address}: ${errorMessage(err).split('\n')[0]}`);
     return 1;
   }
   const client = new Client({ connection, namespace: settings.temporal.namespace });
@@ -174,7 +175,7 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
     await closeServer(server);
     return 0;
   } catch (err) {
-    console.error(`ekiden webhook: cannot listen on ${settings.host}:${settings.port}: ${(err as Error).message.split('\n')[0]}`);
+    console.error(`ekiden webhook: cannot listen on ${settings.host}:${settings.port}: ${errorMessage(err).split('\n')[0]}`);
     return 1;
   } finally {
     await connection.close();

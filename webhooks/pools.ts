@@ -9,6 +9,7 @@ import type { Client } from '@temporalio/client';
 import { poolWorkflowId } from '../core/names.js';
 import { poolStatusQuery, type PoolStatus } from '../workflows/api.js';
 import type { WebhookLogger } from './log.js';
+import { errorMessage } from '../core/failures.js';
 
 export const POOL_LIST_QUERY = "WorkflowType = 'PoolWorkflow' AND ExecutionStatus = 'Running'";
 const POOL_ID_PREFIX = poolWorkflowId('');
@@ -139,7 +140,7 @@ export class PoolDirectory {
       const previous = this.lastKnown.get(workflowId);
       this.logger.warn('pool did not answer its status query', {
         workflowId,
-        reason: (err as Error).message?.split('\n')[0],
+        reason: errorMessage(err)?.split('\n')[0],
         using: previous ? 'last known status' : 'nothing (skipped)',
       });
       return previous;

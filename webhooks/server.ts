@@ -13,6 +13,7 @@ import type { WebhookLogger } from './log.js';
 import { parseWorkflowJob, PayloadError } from './payload.js';
 import { PoolDirectory } from './pools.js';
 import { JobRouter } from './router.js';
+import { errorMessage } from '../core/failures.js';
 
 export const WEBHOOK_PATH = '/webhooks/github';
 export const HEALTH_PATH = '/healthz';
@@ -191,7 +192,7 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
         else if (err.status !== 404 && err.status !== 405) logger.warn('delivery refused', { status: err.status, reason: err.message, delivery: header(req, 'x-github-delivery') });
         reply = { status: err.status, body: { message: err.message }, headers: err.headers };
       } else {
-        logger.error('delivery failed', { delivery: header(req, 'x-github-delivery'), reason: (err as Error).message?.split('\n')[0] });
+        logger.error('delivery failed', { delivery: header(req, 'x-github-delivery'), reason: errorMessage(err)?.split('\n')[0] });
         reply = { status: 503, body: { message: 'could not reach Temporal; redeliver later' } };
       }
     }
@@ -200,7 +201,7 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
 
   return (req, res) => {
     handle(req, res).catch((err: unknown) => {
-      logger.error('webhook handler crashed', { reason: (err as Error).message });
+      logger.error('webhook handler crashed', { reason: errorMessage(err) });
       if (!res.headersSent) send(res, { status: 500, body: { message: 'internal error' } });
       else res.destroy();
     });

@@ -13,6 +13,7 @@ import { RunnerRegistry } from '../github/runners.js';
 import { createHostWorker } from './host-worker.js';
 import { installRuntime } from './logging.js';
 import { pauseAfterActivities } from './test-hooks.js';
+import { errorMessage } from '../core/failures.js';
 
 export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
 
@@ -21,7 +22,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   try {
     config = parseWorkerConfig(loadConfigFile(configPath), env, { hostId });
   } catch (err) {
-    const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${(err as Error).message}`;
+    const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${errorMessage(err)}`;
     console.error(`ekiden worker: ${reason}`);
     return 2;
   }

@@ -12,6 +12,7 @@ import { IMAGE, TIMING, waitWarm, type Infra, type Resources } from './infra.js'
 import { r1 } from './measure.js';
 import { runPhase, type JobBook, type PhaseResult } from './phase.js';
 import { cancelRunners } from './temporal.js';
+import { errorMessage } from '../../core/failures.js';
 
 const BASE_HOST = 'base';
 const BASE_POOL = 'base';
@@ -43,7 +44,7 @@ export async function runBaseline(bench: Bench, infra: Infra, res: Resources, bo
   const result = await runPhase(bench, infra, book, {
     name: 'baseline',
     labelsFor: () => labels,
-    onQueued: () => starts.push(startRunner().catch((err: unknown) => bench.log.noteWarning(`baseline start: ${(err as Error).message}`))),
+    onQueued: () => starts.push(startRunner().catch((err: unknown) => bench.log.noteWarning(`baseline start: ${errorMessage(err)}`))),
     ownsRunner: (id) => id.startsWith(runnerWorkflowId(BASE_POOL, '')),
     runnerPrefixes: [`ekiden-${BASE_POOL}-`],
     poolIds: [],

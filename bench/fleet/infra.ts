@@ -20,6 +20,7 @@ import { createHostWorker, type HostWorker } from '../../workers/host-worker.js'
 import { WORKFLOW_BUNDLE } from '../../workers/main.js';
 import { within, type Bench } from './context.js';
 import { resolveRunnerTiming } from '../../core/defaults.js';
+import { errorMessage } from '../../core/failures.js';
 
 export const REPO = 'bench/fleet';
 const TOKEN = 'ghp_bench_fleet_token';
@@ -36,7 +37,7 @@ export class WorkerSet {
 
   start(id: string, worker: HostWorker): void {
     const running = worker.run().catch((err: unknown) => {
-      this.errors.push(`${id}: ${(err as Error).message}`);
+      this.errors.push(`${id}: ${errorMessage(err)}`);
     });
     this.live.push({ id, worker, running });
   }

@@ -15,6 +15,7 @@ import { within, type Bench } from './context.js';
 import type { Resources } from './infra.js';
 import { guestPidsUnder } from './measure.js';
 import { cancelRunners, openRunners } from './temporal.js';
+import { errorMessage } from '../../core/failures.js';
 
 /** What was left after cleanup; -1 when it could not be counted. */
 export interface Leftovers {
@@ -33,7 +34,7 @@ export async function tearDown(bench: Bench, res: Resources, poolNames: string[]
     try {
       await within(ms, what, work);
     } catch (err) {
-      console.log(`${t()}  cleanup: ${what}: ${(err as Error).message}`);
+      console.log(`${t()}  cleanup: ${what}: ${errorMessage(err)}`);
     }
   };
   const c = res.client;

@@ -4,6 +4,7 @@
  * and every verb works end to end against the run's real Temporal server, with stand-in
  * Pool/Host/Runner workflows (test/cli/stand-in-workflows.ts) behind the real type names.
  */
+import { waitUntil } from '../support/wait.js';
 import { DEFAULT_BACKOFF, DEFAULT_RUNNER_TIMING } from '../../core/defaults.js';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -262,18 +263,6 @@ describe.skipIf(skip)('against a real server, with stand-in workflows', () => {
     await nativeConnection?.close();
   });
 
-  /** Retries `fn` until `ok` holds: visibility lists are eventually consistent. */
-  async function eventually<T>(fn: () => Promise<T>, ok: (value: T) => boolean, what: string): Promise<T> {
-    const deadline = Date.now() + 30_000;
-    let last = await fn();
-    while (!ok(last)) {
-      if (Date.now() > deadline) throw new Error(`${what}: still not there after 30 s: ${JSON.stringify(last)}`);
-      await new Promise((r) => setTimeout(r, 300));
-      last = await fn();
-    }
-    return last;
-  }
-
   async function json<T>(args: string[]): Promise<T> {
     const r = await ekiden([...args, '--json', ...conn]);
     expect(r.code, r.err).toBe(0);
@@ -390,7 +379,7 @@ pools:
       started.push(runner.workflowId);
     }
 
-    const hosts = await eventually(() => json<HostRow[]>(['hosts']), (rows) => rows.some((h) => h.id === host1), 'hosts');
+    const hosts = await waitUntil(() => json<HostRow[]>(['hosts']), (rows) => rows.some((h) => h.id === host1), 30_000, 'hosts');
     const mine = hosts.find((h) => h.id === host1)!;
     expect(mine.workflowId).toBe(`host/${host1}`);
     expect(mine.status).toMatchObject({ id: host1, state: 'up', capacity: 2, announcement: { driver: 'fake', version: '0.1.0-test' } });
@@ -400,9 +389,10 @@ pools:
     expect(hostsTable.out).toMatch(new RegExp(`^${host1}\\s+up\\s+fake\\s+1/2\\s+\\d+s ago\\s+0\\.1\\.0-test\\s+linux,x64$`, 'm'));
 
     const ui = 'http://ui.example:8080';
-    const runners = await eventually(
+    const runners = await waitUntil(
       () => json<RunnerRow[]>(['runners', '--pool', poolA, '--ui-url', ui]),
       (rows) => rows.length === 2,
+      30_000,
       'runners',
     );
     expect(runners.map((r) => [r.workflowId, r.pool, r.host, r.phase, r.runner])).toEqual([
@@ -420,9 +410,10 @@ pools:
     expect(fromEnv.out.split('\n')[0]).toMatch(/^RUNNER\s+POOL\s+HOST\s+PHASE\s+AGE\s+JOB\s+WEB UI$/);
     expect(fromEnv.out).toContain(`https://temporal.example.com/namespaces/default/workflows/runner%2F${poolA}%2F1`);
 
-    const status = await eventually(
+    const status = await waitUntil(
       () => json<{ pools: PoolRow[]; hosts: HostRow[]; runners: RunnerRow[] }>(['status']),
       (s) => [poolA, poolB, poolC].every((p) => s.pools.some((row) => row.name === p)),
+      30_000,
       'status',
     );
     const a = status.pools.find((p) => p.name === poolA)!;
@@ -450,9 +441,10 @@ pools:
       typedSearchAttributes: [{ key: SA_POOL, value: orphan }],
     });
     started.push(handle.workflowId);
-    const status = await eventually(
+    const status = await waitUntil(
       () => json<{ pools: PoolRow[] }>(['status']),
       (s) => s.pools.some((p) => p.name === orphan),
+      30_000,
       'orphan pool',
     );
     expect(status.pools.find((p) => p.name === orphan)).toEqual({ workflowId: `pool/${orphan}`, name: orphan, error: 'no answer within 5s; is a worker serving its task queue?' });

@@ -13,6 +13,7 @@ import {
   resolveWebhookSecret,
   type FleetConfig,
 } from '../../config/fleet.js';
+import { errorMessage } from '../../core/failures.js';
 
 const fleet = {
   temporal: { address: 'temporal.example.com:7233', namespace: 'ci' },
@@ -54,7 +55,7 @@ function errorOf(raw: unknown, env: Record<string, string | undefined> = {}): st
     parseFleetConfig(raw, env);
   } catch (err) {
     expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
+    return errorMessage(err);
   }
   throw new Error('expected a ConfigError');
 }

@@ -26,6 +26,7 @@ import { createJit } from '../../emulator/github/testing.js';
 import { sshExec, waitForSsh } from '../../ssh/client.js';
 import { launchRunner, runnerStatus } from '../../ssh/runner.js';
 import { driverError } from '../support/rejections.js';
+import { errorMessage } from '../../core/failures.js';
 
 const IMAGES_DIR = process.env.EKIDEN_QEMU_IMAGES_DIR || defaultQemuImagesDir();
 const IMAGE = process.env.EKIDEN_QEMU_IMAGE || DEFAULT_QEMU_IMAGE;
@@ -43,7 +44,7 @@ function skipReason(): string {
   try {
     dir = imageRefDir(IMAGES_DIR, IMAGE);
   } catch (err) {
-    return (err as Error).message;
+    return errorMessage(err);
   }
   if (!existsSync(join(dir, 'manifest.json'))) return `guest image ${IMAGE} not built in ${IMAGES_DIR} (run images/ensure-image.sh as root)`;
   return '';

@@ -226,18 +226,4 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
   return h;
 }
 
-/** Polls `fn` until `accept` holds (usable in hooks, where expect.poll is not). */
-export async function waitUntil<T>(fn: () => Promise<T> | T, accept: (v: T) => boolean, timeoutMs = 60_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    try {
-      last = await fn();
-      if (accept(last)) return last;
-    } catch {
-      // not ready yet (e.g. a query before the first workflow task)
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value ${JSON.stringify(last)}`);
-}
+export { waitUntil } from './wait.js';

@@ -5,6 +5,7 @@
  * routing by labels and headroom, progress to pools and runners, and the GitHub emulator's
  * signed deliveries end to end.
  */
+import { waitUntil } from '../support/wait.js';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createHmac, randomUUID } from 'node:crypto';
@@ -52,22 +53,6 @@ function uniq(prefix: string): string {
   return `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-async function waitUntil<T>(fn: () => Promise<T>, accept: (v: T) => boolean, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (accept(v)) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-}
-
 async function startPool(input: FakePoolInput): Promise<WorkflowHandle> {
   const workflowId = poolWorkflowId(input.name);
   const handle = await client.workflow.start('PoolWorkflow', { taskQueue, workflowId, args: [input] });
@@ -79,6 +64,7 @@ async function startPool(input: FakePoolInput): Promise<WorkflowHandle> {
       return listed && (await handle.query(poolStatusQuery)).pool === input.name;
     },
     (ok) => ok,
+    20_000,
     `pool ${input.name} visible and answering`,
   );
   return handle;
@@ -180,7 +166,7 @@ describe.skipIf(skip)('webhook receiver', () => {
     const res = await post(queuedBody(job));
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ action: 'queued', jobId: String(job.id), pools: [expect.stringMatching(/^one-/)] });
-    const got = await waitUntil(() => record(pool), (r) => r.queued.length > 0, 'jobQueued');
+    const got = await waitUntil(() => record(pool), (r) => r.queued.length > 0, 20_000, 'jobQueued');
     expect(got.queued).toEqual([{ jobId: String(job.id), labels: ['self-hosted', label] }]);
     // The receiver never logs the secret or payloads.
     expect(logLines.join('\n')).not.toContain(SECRET);
@@ -205,7 +191,7 @@ describe.skipIf(skip)('webhook receiver', () => {
     // A valid delivery afterwards is the only thing the pool ever saw.
     const real = emulatorJob(['self-hosted', label]);
     expect((await post(queuedBody(real))).status).toBe(200);
-    const got = await waitUntil(() => record(pool), (r) => r.queued.length > 0, 'jobQueued');
+    const got = await waitUntil(() => record(pool), (r) => r.queued.length > 0, 20_000, 'jobQueued');
     expect(got.queued.map((q) => q.jobId)).toEqual([String(real.id)]);
   });
 
@@ -261,11 +247,11 @@ describe.skipIf(skip)('webhook receiver', () => {
       expect(again.status).toBe(200);
       expect(again.body).toMatchObject({ duplicate: true, delivery });
     }
-    await waitUntil(() => record(pool), (r) => r.queued.length > 0, 'jobQueued');
+    await waitUntil(() => record(pool), (r) => r.queued.length > 0, 20_000, 'jobQueued');
     // A later, different delivery proves the duplicates left no signal behind.
     const other = emulatorJob(['self-hosted', label]);
     expect((await post(queuedBody(other))).status).toBe(200);
-    const got = await waitUntil(() => record(pool), (r) => r.queued.length > 1, 'second jobQueued');
+    const got = await waitUntil(() => record(pool), (r) => r.queued.length > 1, 20_000, 'second jobQueued');
     expect(got.queued).toHaveLength(2);
     expect(got.queued[1]!.jobId).toBe(String(other.id));
   });
@@ -293,7 +279,7 @@ describe.skipIf(skip)('webhook receiver', () => {
     // Both fit; the gpu pool has 3 free, the linux pool 1.
     const toRoomiest = await post(queuedBody(linuxJob));
     expect(toRoomiest.status).toBe(200);
-    const gpuGot = await waitUntil(() => record(gpu), (r) => r.queued.length >= 2, 'two jobs on the gpu pool');
+    const gpuGot = await waitUntil(() => record(gpu), (r) => r.queued.length >= 2, 20_000, 'two jobs on the gpu pool');
     expect(gpuGot.queued.map((q) => q.jobId)).toEqual([String(gpuJob.id), String(linuxJob.id)]);
     expect((await record(linux)).queued).toEqual([]);
     // Equal headroom: the name that sorts first wins.
@@ -303,7 +289,7 @@ describe.skipIf(skip)('webhook receiver', () => {
     const tieJob = emulatorJob([tie]);
     const res = await post(queuedBody(tieJob));
     expect(res.body.pools).toEqual([`${tie}-a`]);
-    await waitUntil(() => record(a), (r) => r.queued.length === 1, 'tie job on pool a');
+    await waitUntil(() => record(a), (r) => r.queued.length === 1, 20_000, 'tie job on pool a');
     expect((await record(b)).queued).toEqual([]);
   });
 
@@ -325,6 +311,7 @@ describe.skipIf(skip)('webhook receiver', () => {
         return n;
       },
       (n) => n === 1,
+      20_000,
       'runner visible',
     );
     const job = emulatorJob(['self-hosted', label]);
@@ -335,12 +322,12 @@ describe.skipIf(skip)('webhook receiver', () => {
     expect(progress.body).toMatchObject({ action: 'in_progress', pools: [name], runners: [`runner/${name}/1`] });
     const done = { ...started, status: 'completed' as const, conclusion: 'success' as const, completed_at: '2025-01-01T00:01:00Z' };
     expect((await post(JSON.stringify(workflowJobPayload('completed', done, 'https://api.github.com')))).status).toBe(200);
-    const got = await waitUntil(() => record(pool), (r) => r.progress.length === 2, 'two progress signals');
+    const got = await waitUntil(() => record(pool), (r) => r.progress.length === 2, 20_000, 'two progress signals');
     expect(got.progress).toEqual([
       { jobId: String(job.id), action: 'in_progress', runnerName },
       { jobId: String(job.id), action: 'completed', runnerName },
     ]);
-    const told = await waitUntil(() => runner.query(fakeRunnerJobsQuery), (j) => j.length >= 1, 'jobAssigned');
+    const told = await waitUntil(() => runner.query(fakeRunnerJobsQuery), (j) => j.length >= 1, 20_000, 'jobAssigned');
     expect(told[0]).toBe(String(job.id));
     // A job it never saw queued: progress goes to every pool whose labels fit.
     const stranger = emulatorJob(['self-hosted', label], { status: 'in_progress', runner_name: 'someone-elses-runner', started_at: '2025-01-01T00:00:05Z' });
@@ -368,7 +355,7 @@ describe.skipIf(skip)('webhook receiver', () => {
       const job = emu.queueJob({ repo: REPO, labels: ['self-hosted', label], steps: [{ run: 'true' }] });
       const delivery = await emu.webhooks.waitFor((d) => d.jobId === job.id && d.action === 'queued' && d.state !== 'pending');
       expect(delivery).toMatchObject({ event: 'workflow_job', status: 200, state: 'delivered', attempts: 1 });
-      const got = await waitUntil(() => record(pool), (r) => r.queued.length > 0, 'jobQueued from the emulator');
+      const got = await waitUntil(() => record(pool), (r) => r.queued.length > 0, 20_000, 'jobQueued from the emulator');
       expect(got.queued).toEqual([{ jobId: String(job.id), labels: ['self-hosted', label] }]);
 
       const again = await emu.webhooks.redeliver(delivery.id);
@@ -377,7 +364,7 @@ describe.skipIf(skip)('webhook receiver', () => {
 
       emu.cancelJob(job.id);
       await emu.webhooks.waitFor((d) => d.jobId === job.id && d.action === 'completed' && d.state !== 'pending');
-      const after = await waitUntil(() => record(pool), (r) => r.progress.length > 0, 'completed progress');
+      const after = await waitUntil(() => record(pool), (r) => r.progress.length > 0, 20_000, 'completed progress');
       expect(after.queued).toHaveLength(1);
       expect(after.progress).toEqual([{ jobId: String(job.id), action: 'completed' }]);
     } finally {

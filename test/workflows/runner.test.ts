@@ -176,7 +176,9 @@ describe.skipIf(skip)('RunnerWorkflow on a real Temporal server', () => {
   });
 
   it.each(['booting', 'idle'])('cancellation while %s cleans up', async (phase) => {
-    const handle = await start(`cancel-${phase}`);
+    // The phase is held, not raced: a guest that never answers SSH stays booting until its
+    // boot timeout, and an idle runner stays idle until its idle timeout (no job is queued).
+    const handle = await start(`cancel-${phase}`, phase === 'booting' ? { image: NEVER_BOOT_IMAGE } : {}, { bootTimeoutMs: 60_000 });
     await expect
       .poll(async () => (await handle.query(runnerStatusQuery)).phase, { timeout: 30_000, interval: 100 })
       .toBe(phase);
