@@ -5,6 +5,7 @@
  */
 import type { Octokit } from '@octokit/rest';
 import { FailureType } from '../core/failures.js';
+import { parseRunnerName } from '../core/names.js';
 import { classifyGitHubError, GitHubError, scopePath, type GitHubRunner, type GitHubScope } from './client.js';
 
 export interface JitConfig {
@@ -15,6 +16,14 @@ export interface JitConfig {
 }
 
 export type RemoveResult = 'removed' | 'not-found' | 'busy';
+
+/** Why an existing registration named `name` is not a lost earlier attempt of ours (undefined when it is). */
+export function leftoverRefusal(r: Pick<GitHubRunner, 'name' | 'status' | 'busy'>, name: string): string | undefined {
+  if (r.name !== name || !parseRunnerName(r.name)) return 'its name is not an Ekiden runner name';
+  if (r.busy) return 'is running a job';
+  if (r.status !== 'offline') return 'is online';
+  return undefined;
+}
 
 export class RunnerRegistry {
   private readonly prefix: string;
@@ -42,10 +51,20 @@ export class RunnerRegistry {
       const e = classifyGitHubError(err, 'generate JIT config');
       if (e.type !== FailureType.GitHubConflict) throw e;
     }
-    // 409: a runner with this name exists. Names are unique per workflow run, so it was made by
-    // an earlier attempt whose response was lost; nobody holds its config. Remove it, ask again.
+    // 409: a runner with this name exists. Names carry a token unique to one workflow run, so an
+    // Ekiden-named runner that is offline and idle was made by an earlier attempt whose response
+    // was lost, and nobody holds its config: remove it and ask again. One that is online or busy
+    // is somebody's live runner (or a name not ours): never removed.
     const existing = await this.findRunnerByName(args.name);
     if (existing) {
+      const refusal = leftoverRefusal(existing, args.name);
+      if (refusal) {
+        throw new GitHubError(`generate JIT config: runner ${args.name} already exists and ${refusal}; it is not a leftover of this runner, so it is left alone`, {
+          type: FailureType.GitHubConflict,
+          status: 409,
+          retryable: false,
+        });
+      }
       const removed = await this.removeRunner(existing.id);
       if (removed === 'busy') {
         throw new GitHubError(`generate JIT config: runner ${args.name} exists and is running a job`, {

@@ -7,7 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GitHubEmulator } from '../../emulator/github/server.js';
 import { connectRunner, createJit } from '../../emulator/github/testing.js';
 import { classifyGitHubError, createOctokit, GitHubError, scopeWebUrl, type GitHubScope } from '../../github/client.js';
-import { RunnerRegistry } from '../../github/runners.js';
+import { leftoverRefusal, RunnerRegistry } from '../../github/runners.js';
+import { FailureType } from '../../core/failures.js';
+import { runnerName, runToken } from '../../core/names.js';
+
+const NAME_1 = runnerName({ pool: 't', token: runToken('run-1') });
+const NAME_2 = runnerName({ pool: 't', token: runToken('run-2') });
+const NAME_3 = runnerName({ pool: 't', token: runToken('run-3') });
 
 const TOKEN = 'ghp_runners_test_token';
 const repo: GitHubScope = { kind: 'repo', owner: 'acme', repo: 'app' };
@@ -34,13 +40,34 @@ describe('RunnerRegistry against the GitHub emulator', () => {
 
   it('a JIT request retried after its response was lost ends with exactly one runner', async () => {
     const r = registry();
-    const first = await r.createJitConfig({ name: 'ekiden-t-0000001', labels: ['x'], runnerGroupId: 1 });
+    const first = await r.createJitConfig({ name: NAME_1, labels: ['x'], runnerGroupId: 1 });
     // The "lost" first response: the same request again hits 409 and is resolved.
-    const second = await r.createJitConfig({ name: 'ekiden-t-0000001', labels: ['x'], runnerGroupId: 1 });
+    const second = await r.createJitConfig({ name: NAME_1, labels: ['x'], runnerGroupId: 1 });
     expect(second.runnerId).not.toBe(first.runnerId);
-    const named = emu.runners().filter((x) => x.name === 'ekiden-t-0000001');
+    const named = emu.runners().filter((x) => x.name === NAME_1);
     expect(named.map((x) => x.id)).toEqual([second.runnerId]);
     expect(await r.removeRunner(second.runnerId)).toBe('removed');
+  });
+
+  it('a 409 on a runner that is online is not taken for a leftover: nothing is removed, the failure is final', async () => {
+    const r = registry();
+    const live = await r.createJitConfig({ name: NAME_3, labels: ['live'], runnerGroupId: 1 });
+    await connectRunner(live.encodedJitConfig); // its runner process is up: somebody holds this config
+    const err = await r.createJitConfig({ name: NAME_3, labels: ['live'], runnerGroupId: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GitHubError);
+    expect((err as GitHubError).type).toBe(FailureType.GitHubConflict);
+    expect((err as GitHubError).retryable).toBe(false);
+    expect((err as GitHubError).message).toMatch(/already exists and is online; it is not a leftover of this runner/);
+    expect(emu.runners().filter((x) => x.name === NAME_3).map((x) => x.id)).toEqual([live.runnerId]);
+  });
+
+  it.each([
+    ['offline and idle, named like ours: a leftover', { name: NAME_1, status: 'offline', busy: false }, undefined],
+    ['online', { name: NAME_1, status: 'online', busy: false }, 'is online'],
+    ['busy', { name: NAME_1, status: 'offline', busy: true }, 'is running a job'],
+    ['not an Ekiden name', { name: 'build-box-7', status: 'offline', busy: false }, 'its name is not an Ekiden runner name'],
+  ] as const)('leftover check: %s', (_why, runner, want) => {
+    expect(leftoverRefusal(runner, runner.name)).toBe(want);
   });
 
   it('removing an unknown runner counts as done', async () => {
@@ -49,7 +76,7 @@ describe('RunnerRegistry against the GitHub emulator', () => {
 
   it('removing a runner that runs a job reports busy', async () => {
     const r = registry();
-    const jit = await r.createJitConfig({ name: 'ekiden-t-0000002', labels: ['busy-test'], runnerGroupId: 1 });
+    const jit = await r.createJitConfig({ name: NAME_2, labels: ['busy-test'], runnerGroupId: 1 });
     const conn = await connectRunner(jit.encodedJitConfig);
     const job = emu.queueJob({ repo: 'acme/app', labels: ['busy-test'], steps: [{ run: 'sleep 30' }] });
     let message = null;
