@@ -134,7 +134,9 @@ export const OUTCOME_EFFECT: Readonly<Record<RunnerOutcome, OutcomeEffect>> = {
   retired: { failed: false, resetsStreak: true },
   'idle-timeout': { failed: false, resetsStreak: true },
   'job-timeout': { failed: false, resetsStreak: false },
-  'runner-exited': { failed: false, resetsStreak: false },
+  // A runner that exits without taking a job (an outdated one does) would be replaced by another
+  // that does the same: back off instead of looping.
+  'runner-exited': { failed: true, resetsStreak: false },
   cancelled: { failed: false, resetsStreak: false },
   'host-down': { failed: false, resetsStreak: false },
   failed: { failed: true, resetsStreak: false },

@@ -17,6 +17,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -29,6 +30,7 @@ import type { HostActivities } from '../activities/host.js';
 import { ms } from '../core/durations.js';
 import { failureMessage, failureType, FailureType } from '../core/failures.js';
 import { hostTaskQueue, runnerName as makeRunnerName, runToken, vmName as makeVmName } from '../core/names.js';
+import { OUTCOME_EFFECT } from '../core/pool-policy.js';
 import { afterJobWait, nextRunnerPhase, outcomeOfFailure, poolPhaseOf, retryBoot, type JobStart, type RunnerEvent } from '../core/runner-policy.js';
 import { type RunnerOutcome, type RunnerResult, type RunnerStatus, type RunnerTiming, type RunnerWorkflowInput } from '../core/runner-spec.js';
 import { RunnerPhase, SA_JOB, SA_PHASE, SA_RUNNER } from '../core/search-attributes.js';
@@ -81,6 +83,29 @@ function githubActivities(timing: RunnerTiming) {
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute' },
   });
 }
+
+/**
+ * Runs two steps at once; when one fails, the other is cancelled and awaited before the
+ * failure is thrown, so cleanup never starts while a sibling can still create something (a
+ * registration on GitHub, a credential file) after it.
+ */
+async function bothOrNeither<A, B>(a: () => Promise<A>, b: () => Promise<B>): Promise<B> {
+  const scope = new CancellationScope();
+  const [ra, rb] = await scope.run(() => {
+    const pa = a();
+    const pb = b();
+    pa.catch(() => scope.cancel());
+    pb.catch(() => scope.cancel());
+    return Promise.allSettled([pa, pb]);
+  });
+  // The failure that caused it, not the sibling's cancellation it led to.
+  const failures = [ra, rb].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  if (failures.length > 0) throw failures.find((f) => !isCancellation(f)) ?? failures[0];
+  return (rb as PromiseFulfilledResult<B>).value;
+}
+
+/** Patch: image and credential both settle before cleanup (workflows started before it used Promise.all). */
+const SIBLINGS_SETTLE = 'prepare-siblings-settle';
 
 /** Signal another workflow; a closed or missing one is not this runner's problem. */
 async function signalQuietly<Args extends unknown[]>(workflowId: string, def: SignalDefinition<Args>, ...args: Args): Promise<void> {
@@ -168,10 +193,10 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
   async function live(): Promise<void> {
     // Image and credential do not depend on each other: fetch both at once.
     credentialRequested = true;
-    const [, credential] = await Promise.all([
-      host.pull.ensureImage({ image: spec.image, digest: spec.imageDigest }),
-      host.credential.obtainRunnerCredential({ runnerName, labels: spec.labels, runnerGroupId: spec.runnerGroupId, mode: spec.credential }),
-    ]);
+    const pull = () => host.pull.ensureImage({ image: spec.image, digest: spec.imageDigest });
+    const register = () =>
+      host.credential.obtainRunnerCredential({ runnerName, labels: spec.labels, runnerGroupId: spec.runnerGroupId, mode: spec.credential });
+    const credential = patched(SIBLINGS_SETTLE) ? await bothOrNeither(pull, register) : (await Promise.all([pull(), register()]))[1];
     runnerId = credential.runnerId;
     status.runnerId = runnerId;
 
@@ -229,12 +254,19 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
     logsCollected = exit.logsCollected;
   }
 
+  /** What the pool shows for this runner's end. */
+  function endMessage(): string | undefined {
+    if (failure !== undefined) return failureMessage(failure);
+    if (outcome === 'runner-exited') return `runner ${runnerName} exited without taking a job (an outdated runner does this; is the image's runner too old?)`;
+    return undefined;
+  }
+
   // Cleanup on every path. GitHub side and host side run independently: a dead host must not
   // keep a registration alive, and a GitHub outage must not keep a VM alive.
   const leftovers: string[] = [];
   await CancellationScope.nonCancellable(async () => {
     // A failure is told with the cleanup's start, so the pool backs off before it replaces this runner.
-    const failed = outcome === 'failed' && failure !== undefined ? { outcome, message: failureMessage(failure) } : undefined;
+    const failed = OUTCOME_EFFECT[outcome].failed ? { outcome, message: endMessage() } : undefined;
     announce(nextRunnerPhase(status.phase, 'cleanup') ?? RunnerPhase.Cleaning, failed);
     const githubSide = async () => {
       if (!credentialRequested) return;
@@ -286,8 +318,8 @@ export async function RunnerWorkflow(input: RunnerWorkflowInput): Promise<Runner
       await signalQuietly(poolId, runnerEndedSignal, {
         workflowId: info.workflowId,
         outcome,
-        failed: outcome === 'failed',
-        message: failure === undefined ? undefined : failureMessage(failure),
+        failed: OUTCOME_EFFECT[outcome].failed,
+        message: endMessage(),
       });
     }
   });

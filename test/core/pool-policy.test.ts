@@ -141,7 +141,7 @@ describe('runner ends', () => {
     ['retired', { completed: 5, failed: 2, consecutiveFailures: 0, backoffUntil: 500 }],
     ['idle-timeout', { completed: 5, failed: 2, consecutiveFailures: 0, backoffUntil: 500 }],
     ['job-timeout', { completed: 5, failed: 2, consecutiveFailures: 2, backoffUntil: 500 }],
-    ['runner-exited', { completed: 5, failed: 2, consecutiveFailures: 2, backoffUntil: 500 }],
+    ['runner-exited', { completed: 4, failed: 3, consecutiveFailures: 3, backoffUntil: 10_000 + 4_000, delayMs: 4_000 }],
     ['cancelled', { completed: 5, failed: 2, consecutiveFailures: 2, backoffUntil: 500 }],
     ['host-down', { completed: 5, failed: 2, consecutiveFailures: 2, backoffUntil: 500 }],
     ['failed', { completed: 4, failed: 3, consecutiveFailures: 3, backoffUntil: 10_000 + 4_000, delayMs: 4_000 }],

@@ -22,6 +22,10 @@ import { BUNDLE } from './harness.js';
 export interface Script {
   /** ensureImage fails for good (an unknown image). */
   imageMissing?: boolean;
+  /** ensureImage takes this long. */
+  imageDelayMs?: number;
+  /** obtainRunnerCredential takes this long (it records `obtainRunnerCredential:done` or `:cancelled` at its end). */
+  credentialDelayMs?: number;
   /** VM attempts (1-based) whose boot fails with a boot timeout. */
   bootFails?: number[];
   /** Boot waits until cancelled. */
@@ -94,11 +98,22 @@ export async function createStubWorld(name: string): Promise<StubWorld> {
 
   const hostActivities = {
     async ensureImage(args: { image: string; digest?: string }) {
-      if (enter('ensureImage', args).imageMissing) throw ApplicationFailure.nonRetryable(`image ${args.image} not found`, FailureType.ImageNotFound);
+      const s = enter('ensureImage', args);
+      if (s.imageDelayMs) await wait(s.imageDelayMs);
+      if (s.imageMissing) throw ApplicationFailure.nonRetryable(`image ${args.image} not found`, FailureType.ImageNotFound);
       return { digest: 'sha256:stub', pulled: false };
     },
     async obtainRunnerCredential(args: { runnerName: string }) {
-      enter('obtainRunnerCredential', args);
+      const s = enter('obtainRunnerCredential', args);
+      if (s.credentialDelayMs) {
+        try {
+          await wait(s.credentialDelayMs);
+        } catch (err) {
+          enter('obtainRunnerCredential:cancelled', args);
+          throw err;
+        }
+        enter('obtainRunnerCredential:done', args);
+      }
       return { runnerId: 7 };
     },
     async discardCredential(args: { runnerName: string }) {

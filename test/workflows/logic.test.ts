@@ -108,6 +108,20 @@ describe.skipIf(skip)('workflow logic with stub activities', () => {
     expect(steps(h)).not.toContain('awaitRunnerExit');
   });
 
+  it.each([
+    ['the image fails while the credential is still being fetched', { imageMissing: true, credentialDelayMs: 3_000 }, 'obtainRunnerCredential:cancelled'],
+    ['the image fails after the credential came', { imageMissing: true, imageDelayMs: 1_500, credentialDelayMs: 200 }, 'obtainRunnerCredential:done'],
+  ] as const)('%s: cleanup starts only once the sibling step has settled', async (_why, script, end) => {
+    const h = await runner(script);
+    expect(failureType(await failureOf(h))).toBe(FailureType.ImageNotFound);
+    const s = steps(h);
+    expect(s).toContain(end);
+    // Nothing can be registered or written after cleanup removed it.
+    expect(s.indexOf(end)).toBeLessThan(s.indexOf('removeRunner'));
+    expect(s.indexOf(end)).toBeLessThan(s.indexOf('discardCredential'));
+    expect(s).not.toContain('cloneVm');
+  });
+
   it('a failed boot gets a fresh VM; the broken one is destroyed first', async () => {
     const h = await runner({ bootFails: [1] }, { bootAttempts: 2 });
     const result = await h.result();
@@ -202,6 +216,17 @@ describe.skipIf(skip)('workflow logic with stub activities', () => {
       const starts = w.calls.filter((c) => c.workflowId.startsWith(`runner/${name}/`) && c.activity === 'ensureImage').map((c) => c.at);
       const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
       gaps.slice(0, 3).forEach((gap, i) => expect(gap).toBeGreaterThanOrEqual(400 * 2 ** i - 50));
+      await p.cancel();
+      await p.result().catch(() => {});
+    });
+
+    it('runners that exit without taking a job (outdated ones do) are replaced with backoff, and the pool says why', async () => {
+      const name = `ex-${Date.now().toString(36).slice(-5)}`;
+      const p = await pool(name, { start: { kind: 'exited' } }, { backoff: { initialMs: 300, maxMs: 2_400 } });
+      const st = await waitUntil(() => p.query(poolStatusQuery), (s) => s.consecutiveFailures >= 3, 30_000, 'three exits counted');
+      expect(st.failed).toBeGreaterThanOrEqual(3);
+      expect(st.recentFailures[0]!.message).toMatch(/exited without taking a job/);
+      expect(st.blocked ?? '').toMatch(/^(backing off after \d+ failed runners)?$/);
       await p.cancel();
       await p.result().catch(() => {});
     });
