@@ -4,13 +4,13 @@
  * connection and closes it, so nothing outlives the call but the remote processes.
  * An endpoint without `hostKeySha256` accepts any host key: callers pin the key the first
  * connection saw (waitForSsh returns it; see host/host-keys.ts) and pass it from then on.
+ * Depends on no Temporal package: the fake driver's tests run it outside the SDK.
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
 import type { SshEndpoint } from '../drivers/types.js';
-import { errorMessage } from '../core/failures.js';
 
 export type SshErrorCode = 'timeout' | 'auth' | 'host-key-mismatch' | 'connect' | 'aborted' | 'failed';
 
@@ -131,7 +131,7 @@ function connect(endpoint: SshEndpoint, timeoutMs: number, signal?: AbortSignal)
       client.setNoDelay(true);
     } catch (err) {
       // ssh2 throws synchronously on unusable config, e.g. an unparsable private key.
-      finish(new SshError('auth', `ssh ${where(endpoint)}: ${errorMessage(err)}`, { cause: err }));
+      finish(new SshError('auth', `ssh ${where(endpoint)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
     }
   });
 }
