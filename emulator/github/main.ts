@@ -4,7 +4,8 @@
  * Runs the GitHub emulator standalone:
  *   node dist/emulator/github/main.js [--port N] [--host H] [--token T]... [--repo o/r]... [--org O]...
  *     [--runner-base-url URL] [--offline-after-ms N]
- * Prints one JSON line `{"url": ..., "token"?: ...}` on stdout once it listens (`token` only
+ * Prints one JSON line `{"url": ..., "adminToken": ..., "token"?: ...}` on stdout once it listens
+ * (`adminToken` for the `/_emulator` admin API, header X-Emulator-Admin; `token` only
  * when none was given and one was generated), then serves until SIGINT/SIGTERM.
  */
 import { randomBytes } from 'node:crypto';
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     offlineAfterMs: offline,
   });
   const { url } = await emu.start();
-  process.stdout.write(`${JSON.stringify(generated ? { url, token: generated } : { url })}\n`);
+  process.stdout.write(`${JSON.stringify({ url, adminToken: emu.adminToken, ...(generated ? { token: generated } : {}) })}\n`);
   const shutdown = () => {
     emu.stop().then(
       () => process.exit(0),

@@ -15,7 +15,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { EventEmitter } from 'node:events';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parsePublicKey } from './jwt.js';
@@ -23,7 +23,7 @@ import { WebhookSender, type WebhookTarget } from './webhooks.js';
 import { EmulatorState, isoSeconds, type EmulatorJob, type EmulatorRunner, type JobSpec, type Scope, type StateEvents, type TokenInfo } from './state.js';
 import { DOCS, HttpError, githubError, notFound, parseAuthorization, sendError, sendJson } from './http.js';
 import { Faults, RateLimits, failWith, rateLimitedMessage, setRateHeaders, type FaultSpec, type FaultView } from './limits.js';
-import { ADMIN_PREFIX, adminApi, parseJobSpec } from './routes/admin.js';
+import { ADMIN_HEADER, ADMIN_PREFIX, adminApi, parseJobSpec } from './routes/admin.js';
 import { appApi, type AppsContext } from './routes/apps.js';
 import { RUNNER_API_PREFIX, runnerApi, type RunnerApiContext } from './routes/jobs.js';
 import { issueRegistrationToken, runnerRegistration } from './routes/registration.js';
@@ -121,9 +121,13 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
   /** Signed `workflow_job` webhook deliveries of job events (see webhooks.ts). */
   readonly webhooks: WebhookSender;
 
+  /** Per-run secret for the admin API (`X-Emulator-Admin`); in-process callers need none. */
+  readonly adminToken: string;
+
   constructor(opts: GitHubEmulatorOptions = {}) {
     super();
     this.opts = opts;
+    this.adminToken = randomBytes(24).toString('base64url');
     this.offlineAfterMs = opts.offlineAfterMs ?? 5000;
     this.pollTimeoutMs = Math.max(10, Math.min(opts.pollTimeoutMs ?? 20_000, this.offlineAfterMs));
     this.rateLimit = opts.rateLimit ?? 5000;
@@ -310,6 +314,10 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
         await runnerApi(this.ctx, req, res, url);
       } else if (path === ADMIN_PREFIX || path.startsWith(`${ADMIN_PREFIX}/`)) {
         internal();
+        // Another local user must not read the issued secrets or mint tokens: a per-run secret.
+        if (!sameSecret(req.headers[ADMIN_HEADER], this.adminToken)) {
+          throw new HttpError(401, `the emulator's admin API needs the header ${ADMIN_HEADER} with this emulator's admin token`);
+        }
         await adminApi(this, req, res, url);
       } else if (REGISTRATION_PATHS.has(path)) {
         internal();
@@ -392,4 +400,12 @@ export class GitHubEmulator extends EventEmitter<StateEvents> {
       throw notFound(DOCS.runners);
     }
   }
+}
+
+/** Constant-time comparison of a presented secret with the expected one. */
+function sameSecret(presented: string | string[] | undefined, expected: string): boolean {
+  if (typeof presented !== 'string') return false;
+  const a = Buffer.from(presented);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

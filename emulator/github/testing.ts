@@ -15,9 +15,10 @@ export async function api(
   baseUrl: string,
   method: string,
   path: string,
-  opts: { token?: string | null; authorization?: string; body?: unknown } = {},
+  opts: { token?: string | null; authorization?: string; body?: unknown; admin?: string } = {},
 ): Promise<Res> {
   const headers: Record<string, string> = { accept: 'application/vnd.github+json' };
+  if (opts.admin) headers['x-emulator-admin'] = opts.admin;
   if (opts.authorization) headers['authorization'] = opts.authorization;
   else if (opts.token) headers['authorization'] = `token ${opts.token}`;
   if (opts.body !== undefined) headers['content-type'] = 'application/json';

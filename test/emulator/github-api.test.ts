@@ -244,7 +244,7 @@ describe('headers, rate limits and faults', () => {
   });
 
   it('delays responses and supports unlimited faults through the admin API', async () => {
-    const created = await api(emu.url, 'POST', '/_emulator/faults', { body: { kind: 'delay', delayMs: 300, path: 'runner-groups', times: -1 } });
+    const created = await api(emu.url, 'POST', '/_emulator/faults', { admin: emu.adminToken, body: { kind: 'delay', delayMs: 300, path: 'runner-groups', times: -1 } });
     expect(created.status).toBe(201);
     for (let i = 0; i < 2; i++) {
       const start = Date.now();
@@ -252,12 +252,12 @@ describe('headers, rate limits and faults', () => {
       expect(res.status).toBe(200);
       expect(Date.now() - start).toBeGreaterThanOrEqual(290);
     }
-    expect((await api(emu.url, 'GET', '/_emulator/faults')).body).toMatchObject([{ kind: 'delay', remaining: -1 }]);
-    expect((await api(emu.url, 'DELETE', '/_emulator/faults')).status).toBe(204);
+    expect((await api(emu.url, 'GET', '/_emulator/faults', { admin: emu.adminToken })).body).toMatchObject([{ kind: 'delay', remaining: -1 }]);
+    expect((await api(emu.url, 'DELETE', '/_emulator/faults', { admin: emu.adminToken })).status).toBe(204);
     expect(emu.faults()).toEqual([]);
-    expect((await api(emu.url, 'POST', '/_emulator/faults', { body: { kind: 'explode' } })).status).toBe(400);
-    expect((await api(emu.url, 'POST', '/_emulator/faults', { body: { kind: 'status', path: '(' } })).status).toBe(400);
-    expect((await api(emu.url, 'POST', '/_emulator/faults', { body: { kind: 'status', times: 0 } })).status).toBe(400);
+    expect((await api(emu.url, 'POST', '/_emulator/faults', { admin: emu.adminToken, body: { kind: 'explode' } })).status).toBe(400);
+    expect((await api(emu.url, 'POST', '/_emulator/faults', { admin: emu.adminToken, body: { kind: 'status', path: '(' } })).status).toBe(400);
+    expect((await api(emu.url, 'POST', '/_emulator/faults', { admin: emu.adminToken, body: { kind: 'status', times: 0 } })).status).toBe(400);
   });
 
   it('enforces the configured primary rate limit by itself', async () => {
@@ -355,12 +355,25 @@ describe('GitHub App authentication', () => {
 });
 
 describe('JIT configs, secrets and the admin API', () => {
+  it('the admin API answers only with the per-run admin token', async () => {
+    for (const [method, path] of [['GET', '/_emulator/secrets'], ['POST', '/_emulator/tokens'], ['GET', '/_emulator/state']] as const) {
+      const anon = await api(emu.url, method, path, { body: method === 'POST' ? { token: 'ghp_minted' } : undefined });
+      expect(anon.status).toBe(401);
+      expect(JSON.stringify(anon.body)).toMatch(/x-emulator-admin/);
+      const wrong = await api(emu.url, method, path, { admin: `${emu.adminToken}x`, body: method === 'POST' ? { token: 'ghp_minted' } : undefined });
+      expect(wrong.status).toBe(401);
+    }
+    // Nothing was minted by the refused requests.
+    expect((await api(emu.url, 'GET', '/repos/octo/hello/actions/runners', { token: 'ghp_minted' })).status).toBe(401);
+    expect((await api(emu.url, 'GET', '/_emulator/state', { admin: emu.adminToken })).status).toBe(200);
+  });
+
   it('encodes .runner/.credentials/.credentials_rsaparams and lists every secret it issued', async () => {
     const { data } = await octokit.rest.actions.generateRunnerJitconfigForRepo({ owner: 'octo', repo: 'hello', name: 'sec', runner_group_id: 1, labels: ['a'], work_folder: 'w' });
     const { settings, credentials, rsa, files } = decodeJit(data.encoded_jit_config);
     expect(settings).toMatchObject({ agentId: data.runner.id, agentName: 'sec', poolId: 1, serverUrl: emu.url, gitHubUrl: `${emu.url}/octo/hello`, workFolder: 'w', ephemeral: true });
     expect(credentials).toMatchObject({ scheme: 'OAuth', data: { authorizationUrl: `${emu.url}/_emulator/runner-api/oauth2/token` } });
-    const secrets = (await api(emu.url, 'GET', '/_emulator/secrets')).body as string[];
+    const secrets = (await api(emu.url, 'GET', '/_emulator/secrets', { admin: emu.adminToken })).body as string[];
     expect(secrets).toEqual(expect.arrayContaining([TOKEN, data.encoded_jit_config, credentials.data.clientId, rsa.d, files['.credentials'], files['.credentials_rsaparams']]));
     // The secret authenticates this runner and no other.
     const token = await fetch(credentials.data.authorizationUrl, {
@@ -382,9 +395,9 @@ describe('JIT configs, secrets and the admin API', () => {
   });
 
   it('queues jobs over HTTP, dispatches by labels and scope, and reports them', async () => {
-    const bad = await api(emu.url, 'POST', '/_emulator/jobs', { body: { repo: 'octo/hello', labels: [], steps: [] } });
+    const bad = await api(emu.url, 'POST', '/_emulator/jobs', { admin: emu.adminToken, body: { repo: 'octo/hello', labels: [], steps: [] } });
     expect(bad.status).toBe(400);
-    const created = await api(emu.url, 'POST', '/_emulator/jobs', { body: { repo: 'octo/hello', labels: ['self-hosted', 'gpu'], steps: [{ run: 'echo hi' }], name: 'test' } });
+    const created = await api(emu.url, 'POST', '/_emulator/jobs', { admin: emu.adminToken, body: { repo: 'octo/hello', labels: ['self-hosted', 'gpu'], steps: [{ run: 'echo hi' }], name: 'test' } });
     expect(created.status).toBe(201);
     const job = created.body as { id: number; status: string; conclusion: null; runner_id: null; runner_name: null; run_id: number };
     expect(job).toMatchObject({ status: 'queued', conclusion: null, runner_id: null, runner_name: null, labels: ['self-hosted', 'gpu'] });
@@ -402,18 +415,18 @@ describe('JIT configs, secrets and the admin API', () => {
     const polled = orgRunner.poll(2000);
     const msg = await polled;
     expect(msg).toMatchObject({ type: 'job', job: { id: job.id, steps: [{ number: 1, run: 'echo hi' }] } });
-    const running = (await api(emu.url, 'GET', `/_emulator/jobs/${job.id}`)).body;
+    const running = (await api(emu.url, 'GET', `/_emulator/jobs/${job.id}`, { admin: emu.adminToken })).body;
     expect(running).toMatchObject({ status: 'in_progress', runner_id: orgJit.runner.id, runner_name: 'org-gpu', runner_group_id: 1 });
-    const state = (await api(emu.url, 'GET', '/_emulator/state')).body as { runners: unknown[]; jobs: unknown[] };
+    const state = (await api(emu.url, 'GET', '/_emulator/state', { admin: emu.adminToken })).body as { runners: unknown[]; jobs: unknown[] };
     expect(state.runners).toHaveLength(4);
     expect(state.jobs).toHaveLength(1);
-    expect((await api(emu.url, 'GET', '/_emulator/runners')).body).toHaveLength(4);
-    expect((await api(emu.url, 'GET', '/_emulator/jobs/999')).status).toBe(404);
+    expect((await api(emu.url, 'GET', '/_emulator/runners', { admin: emu.adminToken })).body).toHaveLength(4);
+    expect((await api(emu.url, 'GET', '/_emulator/jobs/999', { admin: emu.adminToken })).status).toBe(404);
   });
 
   it('cancels queued jobs', async () => {
     const job = emu.queueJob({ repo: 'octo/hello', labels: ['nobody'], steps: [{ run: 'true' }] });
-    const cancelled = await api(emu.url, 'POST', `/_emulator/jobs/${job.id}/cancel`);
+    const cancelled = await api(emu.url, 'POST', `/_emulator/jobs/${job.id}/cancel`, { admin: emu.adminToken });
     expect(cancelled.body).toMatchObject({ status: 'completed', conclusion: 'cancelled' });
     await expect(emu.waitForJob(job.id)).resolves.toMatchObject({ conclusion: 'cancelled' });
     expect(() => emu.queueJob({ repo: 'octo/missing', labels: ['x'], steps: [{ run: 'true' }] })).toThrow(/does not exist/);

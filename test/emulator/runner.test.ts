@@ -137,8 +137,10 @@ describe('standalone emulator (emulator/github/main.ts)', () => {
       await new Promise((r) => setTimeout(r, 25));
       line = p.output();
     }
-    const printed = JSON.parse(line.split('\n')[0]!) as { url: string; token?: string };
-    expect(printed).toEqual({ url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) as unknown });
+    const printed = JSON.parse(line.split('\n')[0]!) as { url: string; adminToken: string; token?: string };
+    expect(printed).toEqual({ url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) as unknown, adminToken: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/) as unknown });
+    expect((await api(printed.url, 'GET', '/_emulator/secrets')).status).toBe(401);
+    expect((await api(printed.url, 'GET', '/_emulator/secrets', { admin: printed.adminToken })).status).toBe(200);
     expect((await api(printed.url, 'GET', '/orgs/o/actions/runners', { token: 'standalone-token' })).status).toBe(200);
     expect((await api(printed.url, 'GET', '/orgs/o/actions/runners', { token: 'other' })).status).toBe(401);
     p.child.kill('SIGTERM');

@@ -13,6 +13,8 @@ import { HttpError, isRecord, readBody, sendJson } from '../http.js';
 import { parseFault, type FaultView } from '../limits.js';
 
 export const ADMIN_PREFIX = '/_emulator';
+/** Header carrying the emulator's per-run admin token (GitHubEmulator.adminToken). */
+export const ADMIN_HEADER = 'x-emulator-admin';
 
 /** Validates an admin/in-process job request; throws Error naming the field. */
 export function parseJobSpec(body: unknown): JobSpec {
