@@ -51,6 +51,15 @@ export interface FleetWorkerOptions {
   hostTiming?: Partial<HostTiming>;
 }
 
+/** What a harness worker serves and with what (both builders take the same options). */
+export interface WorkerOptions {
+  driver?: VmDriver;
+  activityInbound?: ActivityInboundCallsInterceptorFactory[];
+  serveHost?: boolean;
+  serveShared?: boolean;
+  fleet?: FleetWorkerOptions;
+}
+
 export interface Harness {
   dir: string;
   emulator: GitHubEmulator;
@@ -67,15 +76,9 @@ export interface Harness {
   spec(overrides?: Partial<RunnerSpec>): RunnerSpec;
   /** Test timing (short timeouts) with every other value resolved: a RunnerWorkflow input's `timing`. */
   timing(overrides?: Partial<RunnerTiming>): RunnerTiming;
-  startWorker(opts?: {
-    driver?: VmDriver;
-    activityInbound?: ActivityInboundCallsInterceptorFactory[];
-    serveHost?: boolean;
-    serveShared?: boolean;
-    fleet?: FleetWorkerOptions;
-  }): Promise<HostWorker>;
+  startWorker(opts?: WorkerOptions): Promise<HostWorker>;
   /** A worker of this harness's kind that the caller runs and stops itself. */
-  createWorker(opts: { serveHost: boolean; serveShared: boolean; driver?: VmDriver; fleet?: FleetWorkerOptions }): Promise<HostWorker>;
+  createWorker(opts: WorkerOptions): Promise<HostWorker>;
   /** The shared task queue of this harness (workflows and GitHub activities). */
   taskQueue: string;
   stopWorker(): Promise<void>;
@@ -170,24 +173,6 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
         connection: nativeConnection,
         namespace: 'default',
         hostId,
-        github: registry,
-        githubRunnerUrl: scopeWebUrl(url, scope),
-        dataDir: join(dir, 'host'),
-        workflowBundlePath: BUNDLE,
-        pollIntervalMs: 200,
-        shutdownGraceMs: 2_000,
-        sharedTaskQueue: `ekiden-${hostId}`,
-        serveHost: o.serveHost,
-        serveShared: o.serveShared,
-        driver: o.driver ?? driver,
-        ...fleetOptions(o.fleet),
-      });
-    },
-    async startWorker(o = {}) {
-      worker = await createHostWorker({
-        connection: nativeConnection,
-        namespace: 'default',
-        hostId,
         driver: o.driver ?? driver,
         github: registry,
         githubRunnerUrl: scopeWebUrl(url, scope),
@@ -202,6 +187,9 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
         sharedTaskQueue: `ekiden-${hostId}`,
         ...fleetOptions(o.fleet),
       });
+    },
+    async startWorker(o = {}) {
+      worker = await h.createWorker(o);
       running = worker.run();
       return worker;
     },
