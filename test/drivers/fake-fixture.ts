@@ -122,15 +122,6 @@ function procEntries(file: string): Array<[number, string]> {
   return out;
 }
 
-/** Alive and not a zombie. */
-export function isLivePid(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+export { isLivePid } from '../../drivers/procs.js';
 
 export { waitFor } from '../support/wait.js';
