@@ -5,24 +5,30 @@
  *                  [--temporal ADDRESS] [--namespace NS]
  *
  * The secret is read from the environment variable named by --secret-env (default
- * EKIDEN_WEBHOOK_SECRET), never from an argument or a file. --config reads the `temporal`
- * section (`address`, `namespace`) and an optional `webhook` section (`port`, `host`,
- * `secretEnv`, `maxBodyBytes`) of a JSON or YAML file; flags win over the file. Without
- * either, Temporal comes from TEMPORAL_ADDRESS / TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE,
- * else 127.0.0.1:7233. Invalid arguments exit 2 with a one-line reason.
+ * EKIDEN_WEBHOOK_SECRET), never from an argument or a file. --config is the fleet file, read
+ * and checked whole by the config module (config/load.ts, config/fleet.ts) as every other verb
+ * reads it — unknown fields, invalid pools and the rest exit 2 with the config module's reason;
+ * the receiver uses its `temporal` section (`address`, `namespace`) and its optional `webhook`
+ * section (`port`, `host`, `secretEnv`, `maxBodyBytes`); flags win over the file. The port
+ * defaults to the config module's DEFAULT_WEBHOOK_PORT (8088). Without an address from a flag or
+ * the file, Temporal comes from TEMPORAL_ADDRESS / TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE, else
+ * 127.0.0.1:7233. Invalid arguments exit 2 with a one-line reason.
  */
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parse as parseYaml } from 'yaml';
+import { ConfigError, DEFAULT_WEBHOOK_PORT, DEFAULT_WEBHOOK_SECRET_ENV, parseFleetConfig, splitAddress, type FleetConfig } from '../config/fleet.js';
+import { loadConfigFile } from '../config/load.js';
 import { jsonLineLogger, type WebhookLogger } from './log.js';
 import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from './server.js';
+import { TemporalCalls } from './temporal.js';
 import { errorMessage } from '../core/failures.js';
 
-export const DEFAULT_SECRET_ENV = 'EKIDEN_WEBHOOK_SECRET';
-export const DEFAULT_PORT = 8765;
+export const DEFAULT_SECRET_ENV = DEFAULT_WEBHOOK_SECRET_ENV;
+export const DEFAULT_PORT = DEFAULT_WEBHOOK_PORT;
 export const DEFAULT_HOST = '0.0.0.0';
+/** A call given up on settles within its deadline plus the SDK's longest retry backoff (5 s). */
+const DRAIN_TIMEOUT_MS = 15_000;
 
 class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -43,34 +49,29 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function parsePort(value: unknown, field: string): number {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${field}: "${String(value)}" is not a port number (0-65535)`);
+function parsePort(value: string, field: string): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${field}: "${value}" is not a port number (0-65535)`);
   return n;
 }
 
-function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
-  const v = o[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw new UsageError(`${field}.${key}: must be a non-empty string`);
-  return v;
+/** What the receiver takes from the fleet file, checked whole by the config module. */
+interface FileSettings {
+  fleet: FleetConfig;
+  /** The address and namespace the file itself names (parseFleetConfig fills the rest from the environment). */
+  address?: string;
+  namespace?: string;
 }
 
-function readConfig(file: string): { temporal: Record<string, unknown>; webhook: Record<string, unknown> } {
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new UsageError(`--config: cannot read ${file}: ${errorMessage(err).split('\n')[0]}`);
-  }
-  if (!isRecord(raw)) throw new UsageError(`--config: ${file} must hold an object with a "temporal" and/or "webhook" section`);
-  const section = (key: string) => {
-    const v = raw[key];
-    if (v === undefined) return {};
-    if (!isRecord(v)) throw new UsageError(`${key}: expected an object`);
-    return v;
+function readConfig(file: string, env: Env): FileSettings {
+  const raw = loadConfigFile(file);
+  const fleet = parseFleetConfig(raw, env);
+  const section = isRecord(raw) && isRecord(raw['temporal']) ? raw['temporal'] : {};
+  return {
+    fleet,
+    ...(section['address'] !== undefined ? { address: fleet.temporal.address } : {}),
+    ...(section['namespace'] !== undefined ? { namespace: fleet.temporal.namespace } : {}),
   };
-  return { temporal: section('temporal'), webhook: section('webhook') };
 }
 
 /** Parses argv and the environment; throws a UsageError with a one-line reason. */
@@ -88,24 +89,22 @@ export function parseWebhookArgs(argv: string[], env: Env): WebhookSettings {
       namespace: { type: 'string' },
     },
   });
-  const file = values.config === undefined ? { temporal: {}, webhook: {} } : readConfig(values.config);
-  const port = values.port !== undefined ? parsePort(values.port, '--port') : file.webhook['port'] !== undefined ? parsePort(file.webhook['port'], 'webhook.port') : DEFAULT_PORT;
-  const host = values.host ?? optString(file.webhook, 'host', 'webhook') ?? DEFAULT_HOST;
+  const file = values.config === undefined ? undefined : readConfig(values.config, env);
+  const webhook = file?.fleet.webhook;
+  const port = values.port !== undefined ? parsePort(values.port, '--port') : (webhook?.port ?? DEFAULT_PORT);
+  const host = values.host ?? webhook?.host ?? DEFAULT_HOST;
   if (host.length === 0) throw new UsageError('--host: must not be empty');
-  const secretEnv = values['secret-env'] ?? optString(file.webhook, 'secretEnv', 'webhook') ?? DEFAULT_SECRET_ENV;
+  const secretEnv = values['secret-env'] ?? webhook?.secretEnv ?? DEFAULT_SECRET_ENV;
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(secretEnv)) throw new UsageError(`--secret-env: "${secretEnv}" is not an environment variable name`);
   const secret = env[secretEnv];
   if (!secret) throw new UsageError(`environment variable ${secretEnv} is empty; export the webhook secret there (or name another with --secret-env)`);
-  const maxBody = file.webhook['maxBodyBytes'];
-  if (maxBody !== undefined && (typeof maxBody !== 'number' || !Number.isInteger(maxBody) || maxBody < 1)) {
-    throw new UsageError('webhook.maxBodyBytes: must be a whole number ≥ 1');
-  }
-  if (values.temporal !== undefined && !/^[^\s:]+:\d+$/.test(values.temporal) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(values.temporal)) {
+  const maxBody = webhook?.maxBodyBytes;
+  if (values.temporal !== undefined && !splitAddress(values.temporal)) {
     throw new UsageError(`--temporal: "${values.temporal}" is not HOST:PORT`);
   }
   let connect: Parameters<typeof Connection.connect>[0] = {};
-  let address = values.temporal ?? optString(file.temporal, 'address', 'temporal');
-  let namespace = values.namespace ?? optString(file.temporal, 'namespace', 'temporal');
+  let address = values.temporal ?? file?.address;
+  let namespace = values.namespace ?? file?.namespace;
   if (address === undefined && (env.TEMPORAL_ADDRESS || env.TEMPORAL_PROFILE || env.TEMPORAL_CONFIG_FILE)) {
     const cfg = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: env as Record<string, string> });
     connect = cfg.connectionOptions as typeof connect;
@@ -120,7 +119,7 @@ export function parseWebhookArgs(argv: string[], env: Env): WebhookSettings {
     secretEnv,
     secret,
     temporal: { address, namespace, connect: { ...connect, address } },
-    ...(typeof maxBody === 'number' ? { maxBodyBytes: maxBody } : {}),
+    ...(maxBody !== undefined ? { maxBodyBytes: maxBody } : {}),
   };
 }
 
@@ -139,7 +138,7 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
     settings = parseWebhookArgs(argv, env);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    if (err instanceof UsageError || err instanceof ConfigError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       console.error(`ekiden webhook: ${errorMessage(err).split('\n')[0]}`);
       return 2;
     }
@@ -154,7 +153,8 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
     return 1;
   }
   const client = new Client({ connection, namespace: settings.temporal.namespace });
-  const server = createWebhookServer({ secret: settings.secret, client, logger, maxBodyBytes: settings.maxBodyBytes });
+  const calls = new TemporalCalls();
+  const server = createWebhookServer({ secret: settings.secret, client, logger, maxBodyBytes: settings.maxBodyBytes, calls });
   try {
     const url = await listenOn(server, settings.port, settings.host);
     logger.info('webhook receiver listening', { url: `${url}${WEBHOOK_PATH}`, temporal: settings.temporal.address, namespace: settings.temporal.namespace, secretEnv: settings.secretEnv });
@@ -173,6 +173,7 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
     });
     logger.info('webhook receiver stopping');
     await closeServer(server);
+    if (!(await calls.drain(DRAIN_TIMEOUT_MS))) logger.warn('Temporal calls still pending at exit', { pending: calls.inFlight });
     return 0;
   } catch (err) {
     console.error(`ekiden webhook: cannot listen on ${settings.host}:${settings.port}: ${errorMessage(err).split('\n')[0]}`);

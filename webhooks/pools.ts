@@ -24,6 +24,24 @@ export interface PoolInfo {
   draining: boolean;
 }
 
+/** Open pools, and the ones listed that never answered their status query (workflow ids). */
+export interface PoolListing {
+  pools: PoolInfo[];
+  unanswered: string[];
+}
+
+/**
+ * No answering pool fits the job, and some listed pools never answered: the job may be theirs,
+ * so the delivery is not settled (503, redelivered) rather than "no pool matches" (202, done).
+ */
+export class PoolsUnansweredError extends Error {
+  override readonly name = 'PoolsUnansweredError';
+  constructor(readonly workflowIds: readonly string[]) {
+    const names = workflowIds.map((id) => id.slice(POOL_ID_PREFIX.length)).join(', ');
+    super(workflowIds.length === 1 ? `pool ${names} did not answer its status query; the job may be its` : `pools ${names} did not answer their status query; the job may be theirs`);
+  }
+}
+
 export function headroom(pool: PoolInfo): number {
   return pool.max - pool.active;
 }
@@ -63,7 +81,7 @@ export interface PoolDirectoryOptions {
   client: Client;
   /** How long a listing is reused. Default 5000. */
   cacheMs?: number;
-  /** Per-pool status query budget. Default 5000. */
+  /** Per-pool status query budget; less than a delivery's, so one silent pool does not sink it. Default 2000. */
   queryTimeoutMs?: number;
   logger: WebhookLogger;
   now?: () => number;
@@ -75,15 +93,15 @@ export class PoolDirectory {
   private readonly queryTimeoutMs: number;
   private readonly logger: WebhookLogger;
   private readonly now: () => number;
-  private cached: { at: number; pools: PoolInfo[] } | undefined;
-  private inflight: Promise<PoolInfo[]> | undefined;
+  private cached: { at: number; listing: PoolListing } | undefined;
+  private inflight: Promise<PoolListing> | undefined;
   /** Last answer of each pool, used when it cannot answer a query right now. */
   private readonly lastKnown = new Map<string, PoolInfo>();
 
   constructor(opts: PoolDirectoryOptions) {
     this.client = opts.client;
     this.cacheMs = opts.cacheMs ?? 5000;
-    this.queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? 2000;
     this.logger = opts.logger;
     this.now = opts.now ?? Date.now;
   }
@@ -95,7 +113,12 @@ export class PoolDirectory {
 
   /** Open pools; from the cache while it is younger than `maxAgeMs` (default: the cache time; 0: always fresh). */
   async pools(maxAgeMs = this.cacheMs): Promise<PoolInfo[]> {
-    if (this.cached && this.now() - this.cached.at < maxAgeMs) return this.cached.pools;
+    return (await this.listing(maxAgeMs)).pools;
+  }
+
+  /** Open pools and the pools listed that never answered, as `pools()` caches them. */
+  async listing(maxAgeMs = this.cacheMs): Promise<PoolListing> {
+    if (this.cached && this.now() - this.cached.at < maxAgeMs) return this.cached.listing;
     this.inflight ??= this.refresh().finally(() => {
       this.inflight = undefined;
     });
@@ -111,11 +134,11 @@ export class PoolDirectory {
    * burst of queued jobs spreads over the pools before the next refresh tells the truth.
    */
   noteRouted(workflowId: string): void {
-    const pool = this.cached?.pools.find((p) => p.workflowId === workflowId);
+    const pool = this.cached?.listing.pools.find((p) => p.workflowId === workflowId);
     if (pool) pool.active++;
   }
 
-  private async refresh(): Promise<PoolInfo[]> {
+  private async refresh(): Promise<PoolListing> {
     const at = this.now();
     const ids: string[] = [];
     for await (const wf of this.client.workflow.list({ query: POOL_LIST_QUERY })) {
@@ -123,9 +146,11 @@ export class PoolDirectory {
     }
     const answers = await Promise.all(ids.map((id) => this.describe(id)));
     const pools = answers.filter((p): p is PoolInfo => p !== undefined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const unanswered = ids.filter((_id, i) => answers[i] === undefined);
     for (const id of [...this.lastKnown.keys()]) if (!ids.includes(id)) this.lastKnown.delete(id);
-    this.cached = { at, pools };
-    return pools;
+    const listing = { pools, unanswered };
+    this.cached = { at, listing };
+    return listing;
   }
 
   private async describe(workflowId: string): Promise<PoolInfo | undefined> {

@@ -11,7 +11,7 @@ import { jobAssignedSignal, jobProgressedSignal, jobQueuedSignal } from '../work
 import { LruMap } from './lru.js';
 import type { WebhookLogger } from './log.js';
 import type { WorkflowJobFacts } from './payload.js';
-import { matchingPools, pickPool, type PoolDirectory, type PoolInfo } from './pools.js';
+import { matchingPools, pickPool, PoolsUnansweredError, type PoolDirectory, type PoolInfo } from './pools.js';
 
 export interface RouteResult {
   /** 200: acted on; 202: accepted, nothing to do. */
@@ -70,18 +70,18 @@ export class JobRouter {
   }
 
   /** Open pools and those whose labels fit the job; one fresh look when the cached listing has none. */
-  private async candidates(labels: string[]): Promise<{ all: PoolInfo[]; fits: PoolInfo[] }> {
-    let all = await this.directory.pools();
-    let fits = matchingPools(all, labels);
+  private async candidates(labels: string[]): Promise<{ all: PoolInfo[]; fits: PoolInfo[]; unanswered: string[] }> {
+    let listing = await this.directory.listing();
+    let fits = matchingPools(listing.pools, labels);
     if (fits.length === 0 && this.directory.age > this.missRefreshMs) {
-      all = await this.directory.pools(this.missRefreshMs);
-      fits = matchingPools(all, labels);
+      listing = await this.directory.listing(this.missRefreshMs);
+      fits = matchingPools(listing.pools, labels);
     }
-    return { all, fits };
+    return { all: listing.pools, fits, unanswered: listing.unanswered };
   }
 
   private async queued(job: WorkflowJobFacts): Promise<RouteResult> {
-    const { fits } = await this.candidates(job.labels);
+    const { fits, unanswered } = await this.candidates(job.labels);
     let open = fits.filter((p) => !p.draining);
     for (let attempt = 0; attempt < 3; attempt++) {
       const pool = pickPool(open);
@@ -100,6 +100,8 @@ export class JobRouter {
       this.logger.info('job routed', { jobId: job.jobId, pool: pool.name, labels: job.labels });
       return this.result(200, job, `job ${job.jobId} queued on pool ${pool.name}`, [pool.name], []);
     }
+    // Not "no pool matches" while a pool that might is silent: that answer would be final.
+    if (unanswered.length > 0) throw new PoolsUnansweredError(unanswered);
     this.logger.info('no pool matches job', { jobId: job.jobId, labels: job.labels });
     const draining = fits.length > 0 && fits.every((p) => p.draining) ? ` (draining: ${fits.map((p) => p.name).join(', ')})` : '';
     return this.result(202, job, `no open pool matches labels [${job.labels.join(', ')}]${draining}; nothing started`, [], []);

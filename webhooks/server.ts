@@ -1,23 +1,35 @@
 /**
  * The GitHub webhook receiver: `POST /webhooks/github` checks the delivery's
- * `X-Hub-Signature-256` over the raw body bytes, acts once per `X-GitHub-Delivery`, and
- * hands `workflow_job` events to the router (demand scaling); `GET /healthz` answers ok.
- * Built on node:http. Never logs the secret or payloads.
+ * `X-Hub-Signature-256` over the raw body bytes (JSON, or form-encoded with the JSON in its
+ * `payload` field), acts once per `X-GitHub-Delivery`, and hands `workflow_job` events to the
+ * router (demand scaling); `GET /healthz` answers whether Temporal does. Every Temporal call
+ * made for a request is bounded (webhooks/temporal.ts): a delivery gets its 503 within
+ * `deliveryTimeoutMs` (5 s), well inside GitHub's 10 s, and is forgotten so its redelivery is
+ * processed. Built on node:http. Never logs the secret or payloads.
  */
 import { Webhooks } from '@octokit/webhooks';
-import { Client } from '@temporalio/client';
+import { Client, isGrpcServiceError } from '@temporalio/client';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LruMap } from './lru.js';
 import type { WebhookLogger } from './log.js';
 import { parseWorkflowJob, PayloadError } from './payload.js';
-import { PoolDirectory } from './pools.js';
+import { PoolDirectory, PoolsUnansweredError } from './pools.js';
 import { JobRouter } from './router.js';
+import { isTemporalUnavailable, TemporalCalls, TemporalTimeoutError, temporalReason } from './temporal.js';
 import { errorMessage } from '../core/failures.js';
 
 export const WEBHOOK_PATH = '/webhooks/github';
 export const HEALTH_PATH = '/healthz';
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
+/** Budget for the Temporal calls of one delivery: GitHub gives up after 10 s. */
+export const DEFAULT_DELIVERY_TIMEOUT_MS = 5_000;
+/** Budget for /healthz's call to Temporal. */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
+/** How long closeServer waits for requests in flight before it drops their connections. */
+export const DEFAULT_CLOSE_GRACE_MS = 10_000;
+
+const FORM = 'application/x-www-form-urlencoded';
 
 export interface WebhookServerOptions {
   /** The webhook's secret, as configured on GitHub. */
@@ -32,8 +44,17 @@ export interface WebhookServerOptions {
   poolCacheMs?: number;
   /** Recent delivery ids remembered. Default 10000. */
   deliveryMemory?: number;
-  /** Budget for the Temporal calls of one delivery. Default 15000. */
+  /** Budget for the Temporal calls of one delivery, all of them. Default 5000. */
   deliveryTimeoutMs?: number;
+  /** Budget for one pool's status query, within the delivery's. Default 2000. */
+  poolQueryTimeoutMs?: number;
+  /** Budget for /healthz's Temporal call. Default 2000. */
+  healthTimeoutMs?: number;
+  /**
+   * Tracks the receiver's Temporal calls; pass one to `drain()` it after closeServer and
+   * before closing the client's connection (a call given up on may still have a retry pending).
+   */
+  calls?: TemporalCalls;
 }
 
 type Reply = { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
@@ -49,6 +70,17 @@ class HttpError extends Error {
   }
 }
 
+/** The client went away before its request body was complete: nothing to answer, nothing done. */
+class ClientAbortedError extends Error {
+  override readonly name = 'ClientAbortedError';
+  constructor(
+    readonly received: number,
+    readonly expected: number | undefined,
+  ) {
+    super(`client disconnected after ${received} of ${expected ?? 'an unknown number of'} body bytes`);
+  }
+}
+
 const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -56,12 +88,15 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Reads the body, refusing (413) as soon as it outgrows `limit`. */
+/** Reads the body, refusing (413) as soon as it outgrows `limit`; a client gone mid-body is a ClientAbortedError. */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(header(req, 'content-length'));
-  if (Number.isFinite(declared) && declared > limit) {
+  const declaredHeader = header(req, 'content-length');
+  const declared = declaredHeader === undefined ? NaN : Number(declaredHeader);
+  const expected = Number.isFinite(declared) ? declared : undefined;
+  if (expected !== undefined && expected > limit) {
     return Promise.reject(new HttpError(413, `body over the ${limit}-byte limit`, { connection: 'close' }));
   }
+  if (req.readableAborted || req.destroyed) return Promise.reject(new ClientAbortedError(0, expected));
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -79,19 +114,53 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(Buffer.concat(chunks, size));
     };
-    const onError = (err: Error) => {
+    const onAborted = () => {
       cleanup();
-      reject(err);
+      reject(new ClientAbortedError(size, expected));
+    };
+    const onError = (err: NodeJS.ErrnoException) => {
+      cleanup();
+      // Node reports a client gone mid-body as ECONNRESET "aborted".
+      if (err.code === 'ECONNRESET' || req.readableAborted) reject(new ClientAbortedError(size, expected));
+      else reject(new HttpError(400, `could not read the request body: ${errorMessage(err).split('\n')[0]}`, { connection: 'close' }));
     };
     const cleanup = () => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
+      req.off('aborted', onAborted);
+      req.off('close', onAborted);
     };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    req.on('aborted', onAborted);
+    // 'close' before 'end': the connection ended with the body incomplete.
+    req.on('close', onAborted);
   });
+}
+
+/** The delivery's JSON: the body itself, or the `payload` field of a form-encoded body. */
+function decodePayload(raw: Buffer, contentType: string | undefined): unknown {
+  const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (media === FORM) {
+    const payloads = new URLSearchParams(raw.toString('utf8')).getAll('payload');
+    if (payloads.length === 0) throw new HttpError(400, 'form-encoded body has no payload field; GitHub sends the JSON as payload=…');
+    if (payloads.length > 1) throw new HttpError(400, `form-encoded body has the payload field more than once (${payloads.length} times)`);
+    try {
+      return JSON.parse(payloads[0]!);
+    } catch {
+      throw new HttpError(400, 'the form-encoded payload field is not JSON');
+    }
+  }
+  if (media === '' || media === 'application/json' || /^application\/[\w.-]+\+json$/.test(media)) {
+    try {
+      return JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'body is not JSON');
+    }
+  }
+  throw new HttpError(415, `content type ${media} is not supported; set the webhook's content type to application/json or ${FORM}`);
 }
 
 export interface WebhookHandler {
@@ -108,11 +177,19 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
       ? new Client({ connection: opts.client.connection, namespace: opts.namespace })
       : opts.client;
   const webhooks = new Webhooks({ secret: opts.secret });
-  const directory = new PoolDirectory({ client, cacheMs: opts.poolCacheMs, logger });
+  const deliveryTimeoutMs = opts.deliveryTimeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS;
+  const healthTimeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+  const directory = new PoolDirectory({
+    client,
+    cacheMs: opts.poolCacheMs,
+    // One pool that cannot answer must not spend the whole delivery's budget.
+    queryTimeoutMs: Math.min(opts.poolQueryTimeoutMs ?? 2_000, deliveryTimeoutMs),
+    logger,
+  });
   const router = new JobRouter({ client, directory, logger });
-  const deliveryTimeoutMs = opts.deliveryTimeoutMs ?? 15_000;
+  const calls = opts.calls ?? new TemporalCalls();
   /** Delivery id → the outcome of acting on it (in flight or done). Failures are forgotten. */
-  const deliveries = new LruMap<string, Promise<Reply>>(opts.deliveryMemory ?? 10_000);
+  const deliveries = new LruMap<string, { outcome: Promise<Reply>; settled: boolean }>(opts.deliveryMemory ?? 10_000);
 
   async function verified(req: IncomingMessage): Promise<Buffer> {
     const signature = header(req, 'x-hub-signature-256');
@@ -120,22 +197,18 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
     const raw = await readBody(req, limit);
     if (!SIGNATURE.test(signature) || raw.length === 0) throw new HttpError(401, 'signature does not match');
     const text = raw.toString('utf8');
-    // The HMAC is over the bytes: a body that does not survive UTF-8 decoding cannot match.
+    // The HMAC is over the bytes as received (a form body's, not its decoded payload's): a body
+    // that does not survive UTF-8 decoding cannot match.
     if (!Buffer.from(text, 'utf8').equals(raw) || !(await webhooks.verify(text, signature))) {
       throw new HttpError(401, 'signature does not match');
     }
     return raw;
   }
 
-  async function act(event: string, delivery: string, raw: Buffer): Promise<Reply> {
+  async function act(event: string, delivery: string, raw: Buffer, contentType: string | undefined): Promise<Reply> {
     if (event === 'ping') return { status: 200, body: { message: 'pong', delivery } };
     if (event !== 'workflow_job') return { status: 202, body: { message: `event ${event} ignored`, delivery } };
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new HttpError(400, 'body is not JSON');
-    }
+    const body = decodePayload(raw, contentType);
     let job;
     try {
       job = parseWorkflowJob(body);
@@ -143,7 +216,7 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
       if (err instanceof PayloadError) throw new HttpError(400, err.message);
       throw err;
     }
-    const routed = await client.withDeadline(Date.now() + deliveryTimeoutMs, () => router.route(job));
+    const routed = await calls.bounded(client, deliveryTimeoutMs, `routing job ${job.jobId}`, () => router.route(job));
     return { status: routed.status, body: { ...routed.body, delivery } };
   }
 
@@ -155,26 +228,60 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
     if (!delivery) throw new HttpError(400, 'missing X-GitHub-Delivery');
     const previous = deliveries.get(delivery);
     if (previous) {
-      const done = await previous.catch(() => undefined);
-      if (done) {
-        logger.info('duplicate delivery acknowledged', { delivery, event });
-        return { status: 200, body: { message: 'duplicate delivery; already handled', delivery, duplicate: true } };
-      }
+      // Done, or in flight (and bounded by deliveryTimeoutMs). An attempt in flight that fails is
+      // this one's answer too, rather than a second attempt past GitHub's timeout; it is
+      // forgotten, so a later redelivery acts anew.
+      if (!previous.settled) logger.info('redelivery while the first attempt is in flight; answering with its outcome', { delivery, event });
+      await previous.outcome;
+      logger.info('duplicate delivery acknowledged', { delivery, event });
+      return { status: 200, body: { message: 'duplicate delivery; already handled', delivery, duplicate: true } };
     }
-    const outcome = act(event, delivery, raw);
-    deliveries.set(delivery, outcome);
+    const entry = { outcome: act(event, delivery, raw, header(req, 'content-type')), settled: false };
+    deliveries.set(delivery, entry);
     try {
-      const reply = await outcome;
+      const reply = await entry.outcome;
       logger.info('delivery handled', { delivery, event, status: reply.status });
       return reply;
     } catch (err) {
-      if (deliveries.get(delivery) === outcome) deliveries.delete(delivery);
+      if (deliveries.get(delivery) === entry) deliveries.delete(delivery);
       throw err;
+    } finally {
+      entry.settled = true;
     }
+  }
+
+  /** One check at a time, however many probes ask. */
+  let healthCheck: Promise<Reply> | undefined;
+  let healthy: boolean | undefined;
+  function health(): Promise<Reply> {
+    healthCheck ??= checkHealth().finally(() => {
+      healthCheck = undefined;
+    });
+    return healthCheck;
+  }
+
+  async function checkHealth(): Promise<Reply> {
+    const namespace = client.options.namespace;
+    let temporal: string;
+    try {
+      await calls.bounded(client, healthTimeoutMs, 'describing the namespace', () => client.workflowService.describeNamespace({ namespace }));
+      temporal = 'ok';
+    } catch (err) {
+      // gRPC NOT_FOUND: the server answers, the namespace is not there.
+      temporal = isGrpcServiceError(err) && err.code === 5 ? `namespace "${namespace}" not found` : `unreachable: ${temporalReason(err)}`;
+    }
+    const ok = temporal === 'ok';
+    if (ok !== healthy) {
+      if (ok) logger.info('health: Temporal answers', { namespace });
+      else logger.warn('health: Temporal does not answer', { namespace, temporal });
+      healthy = ok;
+    }
+    return { status: ok ? 200 : 503, body: { ok, temporal } };
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://receiver').pathname;
+    const delivery = header(req, 'x-github-delivery');
     let reply: Reply;
     try {
       if (path === WEBHOOK_PATH) {
@@ -182,19 +289,41 @@ export function createWebhookHandler(opts: WebhookServerOptions): WebhookHandler
         reply = await webhook(req);
       } else if (path === HEALTH_PATH) {
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} not allowed; use GET`, { allow: 'GET, HEAD' });
-        reply = { status: 200, body: { status: 'ok' } };
+        reply = await health();
       } else {
         throw new HttpError(404, 'Not Found');
       }
     } catch (err) {
-      if (err instanceof HttpError) {
-        if (err.status === 401) logger.warn('delivery rejected', { reason: err.message, delivery: header(req, 'x-github-delivery'), remote: req.socket.remoteAddress });
-        else if (err.status !== 404 && err.status !== 405) logger.warn('delivery refused', { status: err.status, reason: err.message, delivery: header(req, 'x-github-delivery') });
-        reply = { status: err.status, body: { message: err.message }, headers: err.headers };
-      } else {
-        logger.error('delivery failed', { delivery: header(req, 'x-github-delivery'), reason: errorMessage(err)?.split('\n')[0] });
-        reply = { status: 503, body: { message: 'could not reach Temporal; redeliver later' } };
+      if (err instanceof ClientAbortedError) {
+        // Not a failure of the receiver nor of Temporal: GitHub redelivers what it did not see answered.
+        logger.warn('client disconnected before the request body was complete; nothing done', {
+          delivery,
+          received: err.received,
+          expected: err.expected,
+          remote: req.socket.remoteAddress,
+        });
+        res.destroy();
+        return;
       }
+      if (err instanceof HttpError) {
+        if (err.status === 401) logger.warn('delivery rejected', { reason: err.message, delivery, remote: req.socket.remoteAddress });
+        else if (err.status !== 404 && err.status !== 405) logger.warn('delivery refused', { status: err.status, reason: err.message, delivery });
+        reply = { status: err.status, body: { message: err.message }, headers: err.headers };
+      } else if (err instanceof PoolsUnansweredError) {
+        logger.warn('delivery not settled: pools did not answer', { delivery, pools: [...err.workflowIds] });
+        reply = { status: 503, body: { message: `${err.message}; redeliver later`, delivery }, headers: { 'retry-after': '30' } };
+      } else if (isTemporalUnavailable(err)) {
+        logger.error('delivery failed: Temporal unavailable', { delivery, reason: temporalReason(err) });
+        const why = err instanceof TemporalTimeoutError ? `Temporal did not answer within ${err.ms / 1000}s` : 'could not reach Temporal';
+        reply = { status: 503, body: { message: `${why}; redeliver later`, delivery }, headers: { 'retry-after': '30' } };
+      } else {
+        logger.error('delivery failed', { delivery, reason: errorMessage(err).split('\n')[0] });
+        reply = { status: 500, body: { message: 'internal error; redeliver later', delivery } };
+      }
+    }
+    if (req.socket.destroyed) {
+      logger.warn('client disconnected before the answer', { delivery, status: reply.status });
+      return;
     }
     send(res, reply);
   }
@@ -239,10 +368,21 @@ export async function listenOn(server: Server, port: number, host = '127.0.0.1')
   return `http://${shown.includes(':') ? `[${shown}]` : shown}:${bound}`;
 }
 
-/** Stops accepting, closes idle connections, waits for requests in flight. */
-export async function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting, closes idle connections, waits for requests in flight (each bounded by the
+ * delivery budget) and, after `graceMs`, drops whatever connections are left.
+ */
+export async function closeServer(server: Server, graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
   if (!server.listening) return;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  await closed;
+  // Keep-alive connections that go idle after their answer are closed as they do.
+  const sweep = setInterval(() => server.closeIdleConnections(), 100);
+  const force = setTimeout(() => server.closeAllConnections(), graceMs);
+  try {
+    await closed;
+  } finally {
+    clearInterval(sweep);
+    clearTimeout(force);
+  }
 }

@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { poolWorkflowId } from '../../core/names.js';
+import { poolWorkflowId, runnerName as makeRunnerName, runToken } from '../../core/names.js';
 import { SA_RUNNER } from '../../core/search-attributes.js';
 import { GitHubEmulator } from '../../emulator/github/server.js';
 import type { EmulatorJob } from '../../emulator/github/state.js';
@@ -297,7 +297,7 @@ describe.skipIf(skip)('webhook receiver', () => {
     const label = uniq('wh-prog');
     const name = uniq('prog');
     const pool = await startPool({ name, labels: ['self-hosted', label], max: 3 });
-    const runnerName = `ekiden-${name}-abc1234`;
+    const runnerName = makeRunnerName({ pool: name, token: runToken(name) });
     const runner = await client.workflow.start('FakeRunnerWorkflow', {
       taskQueue,
       workflowId: `runner/${name}/1`,
@@ -343,7 +343,7 @@ describe.skipIf(skip)('webhook receiver', () => {
     expect((await fetch(`${url}/elsewhere`, { method: 'POST', body: '{}' })).status).toBe(404);
     const health = await fetch(`${url}/healthz`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ status: 'ok' });
+    expect(await health.json()).toEqual({ ok: true, temporal: 'ok' });
   });
 
   it("verifies the emulator's signed deliveries end to end, redelivery included", async () => {
