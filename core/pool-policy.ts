@@ -197,10 +197,14 @@ export function expireQueued(queued: Readonly<Record<string, number>>, now: numb
   return out;
 }
 
-/** The one check of a pool's numbers, used at start and by the scale validator. */
+/** Most runners one pool keeps (config/bounds.ts gives operators the same limit). */
+export const MAX_POOL_RUNNERS = 1000;
+
+/** The one check of a pool's numbers, used at start and by the scale validator (whoever sends it). */
 export function validateScale(c: { size: number; minIdle: number; max: number }): void {
   for (const [field, v] of Object.entries(c)) {
     if (!Number.isInteger(v) || v < 0) throw new Error(`${field}: ${v} is not a whole number ≥ 0`);
+    if (v > MAX_POOL_RUNNERS) throw new Error(`${field}: ${v} is above ${MAX_POOL_RUNNERS}, the most runners a pool keeps`);
   }
   if (c.max < 1) throw new Error(`max: ${c.max} must be at least 1`);
   if (c.size > c.max) throw new Error(`size: ${c.size} is above max ${c.max}; raise max too`);

@@ -178,6 +178,8 @@ describe('queued jobs and scale', () => {
     [{ size: 0, minIdle: 0, max: 0 }, /max: 0 must be at least 1/],
     [{ size: 3, minIdle: 0, max: 2 }, /size: 3 is above max 2/],
     [{ size: 1, minIdle: 3, max: 2 }, /minIdle: 3 is above max 2/],
+    [{ size: 1, minIdle: 0, max: 1e300 }, /max: 1e\+300 is not a whole number|max: 1e\+300 is above 1000/],
+    [{ size: 1001, minIdle: 0, max: 1001 }, /size: 1001 is above 1000, the most runners a pool keeps/],
   ])('validateScale(%j)', (c, err) => {
     if (err) expect(() => validateScale(c)).toThrow(err);
     else expect(() => validateScale(c)).not.toThrow();

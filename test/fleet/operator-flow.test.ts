@@ -344,7 +344,7 @@ describe.skipIf(skip)('operating a fleet as the README tells it', () => {
     const bad = await ekiden(['pool', 'scale', POOL, '--size', '-3', '--config', fleetFile]);
     expect(bad.code).toBe(2);
     expect(bad.out).toBe('');
-    expect(bad.err.trim().split('\n')).toEqual(['ekiden: --size: "-3" is not a whole number ≥ 0']);
+    expect(bad.err.trim().split('\n')).toEqual(['ekiden: --size: "-3" is not a whole number from 0 to 1000 (runners); write e.g. 2']);
     for (const [id, proc] of workers) expect(proc.exitCode, `worker ${id} exited early`).toBeNull();
     mark('bad argument');
   });
