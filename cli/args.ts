@@ -1,14 +1,17 @@
 /**
- * Argument checking shared by the operator verbs: node:util parseArgs with the common flags
- * (`--address`, `--namespace`, `--config`, `--json`), typed flag values, the NAME positional,
- * and the Temporal target those flags (or the config file, or the environment) name. Every
- * mistake is a UsageError (or the config file's ConfigError): exit 2 before anything is contacted.
+ * Argument checking shared by the verbs: node:util parseArgs with the common flags
+ * (`--address`, `--namespace`, `--config`, `--json`), `--help` / `-h`, typed flag values
+ * checked against the same rules as the config file (config/bounds.ts), the NAME positional,
+ * the usage text, and the Temporal target those flags (or the config file, or the
+ * environment) name. Every mistake is a UsageError (or the config file's ConfigError): exit 2
+ * before anything is contacted.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseIntText, slugProblem, type IntRule } from '../config/bounds.js';
 import { parseFleetConfig, type FleetConfig } from '../config/fleet.js';
 import { loadConfigFile } from '../config/load.js';
 import { isSlug } from '../core/names.js';
-import { UsageError } from './errors.js';
+import { HelpRequest, UsageError } from './errors.js';
 import type { Env } from './io.js';
 import { resolveTarget, type TemporalTarget } from './temporal.js';
 
@@ -29,6 +32,54 @@ const COMMON_OPTIONS = {
   json: { type: 'boolean' },
 } as const satisfies Options;
 
+/** The common flags, as every operator verb's help lists them. */
+export const COMMON_FLAGS: ReadonlyArray<readonly [string, string]> = [
+  ['--address HOST:PORT', 'Temporal server (else the config file\'s, else TEMPORAL_ADDRESS, else 127.0.0.1:7233)'],
+  ['--namespace NS', 'Temporal namespace (else the config file\'s, else TEMPORAL_NAMESPACE, else default)'],
+  ['--config FILE', 'fleet config file (YAML or JSON): its temporal section'],
+  ['--json', 'machine-readable JSON on stdout'],
+  ['-h, --help', 'this help'],
+];
+
+/**
+ * A verb's help: its synopsis lines, what it does, and one line per flag (the verb's own, then
+ * the common ones unless `common` is false).
+ */
+export function helpText(synopsis: readonly string[], about: string, flags: ReadonlyArray<readonly [string, string]>, common = true): string {
+  // A verb may describe a common flag its own way (`pool create --config`): its line wins.
+  const own = new Set(flags.map(([f]) => f.split(' ')[0]));
+  const rest = common ? COMMON_FLAGS.filter(([f]) => !own.has(f.split(' ')[0])) : [['-h, --help', 'this help'] as const];
+  const all = [...flags, ...rest];
+  const width = Math.max(...all.map(([f]) => f.length));
+  return [
+    ...synopsis.map((line, i) => `${i === 0 ? 'usage: ' : '       '}${line}`),
+    '',
+    about,
+    '',
+    'flags:',
+    ...all.map(([f, d]) => `  ${f.padEnd(width)}  ${d}`),
+  ].join('\n');
+}
+
+/** `a-b` for a rule's range, as the help lists it. */
+export function range(rule: IntRule): string {
+  return `${rule.min}-${rule.max}`;
+}
+
+/**
+ * Whether `argv` asks for help: `--help` or `-h` as an argument of its own (not the value of
+ * a flag that takes one, and not after `--`).
+ */
+export function wantsHelp(argv: readonly string[], options: Options = {}): boolean {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return false;
+    if (arg === '--help' || arg === '-h') return true;
+    if (arg.startsWith('--') && !arg.includes('=') && options[arg.slice(2)]?.type === 'string') i++;
+  }
+  return false;
+}
+
 /** `--size -1` → `--size=-1`, so a negative number reaches the value check instead of looking like a flag. */
 function joinNegativeValues(argv: string[], options: Options): string[] {
   const out: string[] = [];
@@ -45,20 +96,38 @@ function joinNegativeValues(argv: string[], options: Options): string[] {
   return out;
 }
 
-/** The verb's `options` plus the common flags, strictly; an empty value is a UsageError naming `what`. */
-export function parse<O extends Options>(argv: string[], options: O, what: string) {
-  const all: Options = { ...COMMON_OPTIONS, ...options };
-  const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, all), options: all, strict: true, allowPositionals: true });
+/**
+ * `argv` by exactly `options`, strictly: a HelpRequest with `usage` when it asks for help;
+ * an empty value is a UsageError naming `what`.
+ */
+export function parseFlags<O extends Options>(argv: string[], options: O, what: string, usage: string) {
+  if (wantsHelp(argv, options)) throw new HelpRequest(usage);
+  const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true });
   for (const [key, value] of Object.entries(values)) {
     if (typeof value === 'string' && value.trim() === '') throw new UsageError(`${what}: --${key} needs a value`);
   }
-  return { values: values as { [K in keyof (typeof COMMON_OPTIONS & O)]?: string | boolean }, positionals };
+  return { values: values as { [K in keyof O]?: string | boolean }, positionals };
 }
 
-export function intFlag(name: string, value: FlagValue, min: number): number | undefined {
+/** The verb's `options` plus the common flags (see parseFlags). */
+export function parse<O extends Options>(argv: string[], options: O, what: string, usage: string) {
+  return parseFlags(argv, { ...COMMON_OPTIONS, ...options }, what, usage);
+}
+
+/** `--name`'s value as a whole number within `rule` (decimal digits only), or undefined when absent. */
+export function intFlag(name: string, value: FlagValue, rule: IntRule): number | undefined {
   if (value === undefined || typeof value === 'boolean') return undefined;
-  if (!/^-?\d+$/.test(value.trim()) || Number(value) < min) throw new UsageError(`--${name}: "${value}" is not a whole number ≥ ${min}`);
-  return Number(value);
+  const parsed = parseIntText(`--${name}`, value, rule);
+  if ('problem' in parsed) throw new UsageError(parsed.problem);
+  return parsed.value;
+}
+
+/** `--name`'s value as a slug (a pool name, a host id), or undefined when absent. */
+export function slugFlag(name: string, value: FlagValue): string | undefined {
+  if (value === undefined || typeof value === 'boolean') return undefined;
+  const problem = slugProblem(`--${name}`, value);
+  if (problem) throw new UsageError(problem);
+  return value;
 }
 
 export function listFlag(value: FlagValue): string[] | undefined {
@@ -96,8 +165,8 @@ export function commonOf(values: { address?: FlagValue; namespace?: FlagValue; c
 }
 
 /** A verb that takes only the common flags (`ekiden status`, `ekiden hosts`). */
-export function parseNoArguments(noun: string, argv: string[], env: Env): Common {
-  const { values, positionals } = parse(argv, {}, noun);
+export function parseNoArguments(noun: string, argv: string[], env: Env, usage: string): Common {
+  const { values, positionals } = parse(argv, {}, noun, usage);
   if (positionals.length) throw new UsageError(`${noun}: unexpected argument "${positionals[0]}"`);
   return commonOf(values, env);
 }

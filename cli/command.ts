@@ -1,17 +1,17 @@
 /**
  * The frame every operator verb runs in, and its exit codes: the arguments are checked first
- * (a mistake, or node:util's own parse error, is one line and exit 2, before anything is
- * contacted), then Temporal is reached and the verb runs (any failure is one line and exit 1);
- * the connection is closed either way.
+ * (`--help` prints the verb's usage and exits 0; a mistake, or node:util's own parse error, is
+ * one line and exit 2, before anything is contacted), then Temporal is reached and the verb
+ * runs (any failure is one line and exit 1); the connection is closed either way.
  */
 import { ConfigError } from '../config/fields.js';
 import type { Common } from './args.js';
-import { firstLine, UsageError } from './errors.js';
+import { firstLine, HelpRequest, UsageError } from './errors.js';
 import type { CliIo } from './io.js';
 import { connectTemporal, type TemporalSession } from './temporal.js';
 
 /** node:util parseArgs's messages, made one line and about the flag. */
-function parseArgsMessage(err: Error): string {
+export function parseArgsMessage(err: Error): string {
   const flag = /^Option '(-[-\w]+)/.exec(err.message)?.[1];
   if (flag && /argument is ambiguous|argument missing/.test(err.message)) {
     return `${flag}: missing value; write ${flag} VALUE (${flag}=VALUE for a value starting with -)`;
@@ -31,6 +31,10 @@ export async function runOperatorCommand<C extends Common>(
   try {
     cmd = parse();
   } catch (err) {
+    if (err instanceof HelpRequest) {
+      io.out(err.usage);
+      return 0;
+    }
     const code = (err as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
       io.err(`ekiden: ${parseArgsMessage(err as Error)}`);

@@ -17,7 +17,7 @@ import { parseStatusCommand, STATUS_USAGE, statusCommand, type StatusCommand } f
 
 export type { CliIo } from './io.js';
 export { readHosts, type HostRow } from './hosts.js';
-export { poolLine, UPDATE_TIMEOUT_MS } from './pool.js';
+export { poolLine, ROLLBACK_WAIT_MS, UPDATE_TIMEOUT_MS } from './pool.js';
 export { DEFAULT_UI_URL, readRunners, runnerUrl, type RunnerRow } from './runners.js';
 export { readPools, type PoolRow } from './status.js';
 export { QUERY_TIMEOUT_MS } from './temporal.js';

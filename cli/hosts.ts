@@ -5,13 +5,19 @@
  */
 import { SA_HOST } from '../core/search-attributes.js';
 import { hostStatusQuery, type HostStatus } from '../workflows/api.js';
-import { parseNoArguments, type Common } from './args.js';
+import { helpText, parseNoArguments, type Common } from './args.js';
 import { runOperatorCommand } from './command.js';
 import { json, type CliIo, type Env } from './io.js';
 import { formatAge, formatTable, tolerant } from './table.js';
 import { explain, listOpen, QUERY_TIMEOUT_MS, withTimeout, type TemporalSession } from './temporal.js';
 
 export const HOSTS_USAGE = '  ekiden hosts';
+
+export const HOSTS_HELP = helpText(
+  ['ekiden hosts [--address HOST:PORT] [--namespace NS] [--config FILE] [--json]'],
+  'Every running host: its state, driver, used/capacity VM slots, last heartbeat, version and labels.',
+  [],
+);
 
 export type HostsCommand = Common & { verb: 'hosts' };
 
@@ -64,7 +70,7 @@ export function hostsTable(rows: HostRow[], now: number): string {
 
 /** Checks the arguments of `ekiden hosts …`; throws UsageError or ConfigError. */
 export function parseHostsCommand(argv: string[], env: Env): HostsCommand {
-  return { verb: 'hosts', ...parseNoArguments('hosts', argv, env) };
+  return { verb: 'hosts', ...parseNoArguments('hosts', argv, env, HOSTS_HELP) };
 }
 
 export async function runHosts(session: TemporalSession, io: CliIo, cmd: HostsCommand): Promise<number> {

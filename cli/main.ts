@@ -2,10 +2,15 @@
  * The `ekiden` command. Verbs: `up` (the embedded one-machine default), `worker` (a host
  * worker from a config file), `webhook` (the GitHub webhook receiver), and the operator verbs
  * `pool …` (cli/pool.ts), `status` (cli/status.ts), `runners` (cli/runners.ts), `hosts`
- * (cli/hosts.ts). Invalid arguments exit 2 with a one-line reason.
+ * (cli/hosts.ts). `--help` / `-h` on any verb (or `ekiden help VERB`) prints its usage to stdout
+ * and exits 0; `ekiden --version` prints the package version. Invalid arguments exit 2 with a
+ * one-line reason. Numbers and names are checked by the config file's rules (config/bounds.ts).
  */
-import { parseArgs } from 'node:util';
-import { UsageError } from './errors.js';
+import { BOUNDS, labelProblem } from '../config/bounds.js';
+import { ConfigError } from '../config/fields.js';
+import { helpText, intFlag, listFlag, parseFlags, range, slugFlag, wantsHelp, type Options } from './args.js';
+import { parseArgsMessage } from './command.js';
+import { HelpRequest, UsageError } from './errors.js';
 import { FLEET_USAGE } from './fleet.js';
 import { hostsCommand } from './hosts.js';
 import type { CliIo } from './io.js';
@@ -13,15 +18,83 @@ import { poolCommand } from './pool.js';
 import { runnersCommand } from './runners.js';
 import { statusCommand } from './status.js';
 import type { UpOptions } from './up.js';
+import { packageVersion } from './version.js';
 import { errorMessage } from '../core/failures.js';
 
 export { UsageError } from './errors.js';
 
+const UP_DEFAULTS = { dataDir: '.ekiden', labels: 'self-hosted,ekiden', hostId: 'local' } as const;
+
+const UP_OPTIONS = {
+  driver: { type: 'string' },
+  jobs: { type: 'string' },
+  'data-dir': { type: 'string', default: UP_DEFAULTS.dataDir },
+  'pool-size': { type: 'string' },
+  labels: { type: 'string', default: UP_DEFAULTS.labels },
+  'host-id': { type: 'string', default: UP_DEFAULTS.hostId },
+  'idle-timeout': { type: 'string' },
+} as const satisfies Options;
+
+const UP_SYNOPSIS = 'ekiden up [--driver qemu|tart|fake] [--jobs N] [--data-dir DIR] [--pool-size N] [--labels a,b] [--host-id ID] [--idle-timeout S]';
+
+const UP_HELP = helpText(
+  [UP_SYNOPSIS],
+  'The embedded one-machine default: a Temporal dev server, the GitHub emulator (without GitHub\ncredentials), a host worker and a pool of runners, in one process until Ctrl-C.',
+  [
+    ['--driver D', 'VM driver: qemu (Linux), tart (macOS) or fake (local processes with a real SSH server); default by platform'],
+    ['--jobs N', `run N demo jobs (${range(BOUNDS.demoJobs)}), then exit with their result`],
+    ['--data-dir DIR', `Temporal database, host state, runner logs (default ${UP_DEFAULTS.dataDir})`],
+    ['--pool-size N', `runners kept warm (${range(BOUNDS.demoPoolSize)}; default min(jobs, 2))`],
+    ['--labels a,b', `runner labels (default ${UP_DEFAULTS.labels})`],
+    ['--host-id ID', `this host's id, a slug (default ${UP_DEFAULTS.hostId})`],
+    ['--idle-timeout S', `recycle a runner that got no job after S seconds (${range(BOUNDS.idleTimeoutSeconds)})`],
+  ],
+  false,
+);
+
+const WORKER_OPTIONS = { config: { type: 'string' }, host: { type: 'string' } } as const satisfies Options;
+const WORKER_SYNOPSIS = 'ekiden worker --config FILE [--host ID]';
+const WORKER_HELP = helpText(
+  [WORKER_SYNOPSIS],
+  "A host's worker: runs its VMs and runners, as the config file describes the host.",
+  [
+    ['--config FILE', 'the fleet config file (or a single-host worker config); required'],
+    ['--host ID', "which of the file's hosts this machine is; needed when the file has several"],
+  ],
+  false,
+);
+
+/** webhooks/command.ts's flags (its parser has no --help; the dispatch here answers it). */
+const WEBHOOK_OPTIONS = {
+  config: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'secret-env': { type: 'string' },
+  temporal: { type: 'string' },
+  namespace: { type: 'string' },
+} as const satisfies Options;
+const WEBHOOK_SYNOPSIS = 'ekiden webhook [--config FILE] [--port N] [--host H] [--secret-env NAME] [--temporal HOST:PORT] [--namespace NS]';
+const WEBHOOK_HELP = helpText(
+  [WEBHOOK_SYNOPSIS],
+  'The GitHub webhook receiver: each queued workflow job raises its pool\'s target until a runner\ntakes it. The secret is read from the environment variable --secret-env names, never an argument.',
+  [
+    ['--config FILE', 'read the temporal and webhook sections of this file; flags win over it'],
+    ['--port N', 'port to listen on (else the file\'s webhook.port)'],
+    ['--host H', 'address to listen on (else the file\'s webhook.host, else all interfaces)'],
+    ['--secret-env NAME', 'environment variable holding the webhook secret (default EKIDEN_WEBHOOK_SECRET)'],
+    ['--temporal HOST:PORT', 'Temporal server (else the file\'s, else TEMPORAL_ADDRESS, else 127.0.0.1:7233)'],
+    ['--namespace NS', 'Temporal namespace (else the file\'s, else TEMPORAL_NAMESPACE, else default)'],
+  ],
+  false,
+);
+
 const USAGE = `usage:
-  ekiden up [--driver qemu|tart|fake] [--jobs N] [--data-dir DIR] [--pool-size N] [--labels a,b]
-  ekiden worker --config FILE [--host ID]
-  ekiden webhook …               the GitHub webhook receiver
-${FLEET_USAGE}`;
+  ${UP_SYNOPSIS}
+  ${WORKER_SYNOPSIS}
+  ${WEBHOOK_SYNOPSIS}
+${FLEET_USAGE}
+  ekiden help [VERB...]     a verb's usage and every flag it takes (also: ekiden VERB --help)
+  ekiden --version          the version of this CLI`;
 
 /** Kept in a variable so the compiler does not require the module to exist at build time. */
 const WEBHOOK_COMMAND_MODULE = '../webhooks/command.js';
@@ -37,43 +110,37 @@ function defaultIo(): CliIo {
   };
 }
 
-function positiveInt(name: string, value: string | undefined, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name}: "${value}" is not a whole number ≥ ${min}`);
-  return n;
-}
-
 export function parseUpArgs(argv: string[]): UpOptions {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      driver: { type: 'string', default: process.platform === 'darwin' ? 'tart' : 'qemu' },
-      jobs: { type: 'string' },
-      'data-dir': { type: 'string', default: '.ekiden' },
-      'pool-size': { type: 'string' },
-      labels: { type: 'string', default: 'self-hosted,ekiden' },
-      'host-id': { type: 'string', default: 'local' },
-      'idle-timeout': { type: 'string' },
-    },
-  });
-  const driver = values.driver!;
+  const { values, positionals } = parseFlags(argv, UP_OPTIONS, 'up', UP_HELP);
+  if (positionals.length) throw new UsageError(`up: unexpected argument "${positionals[0]}"; see \`ekiden up --help\``);
+  const driver = (values.driver as string | undefined) ?? (process.platform === 'darwin' ? 'tart' : 'qemu');
   if (driver !== 'fake' && driver !== 'qemu' && driver !== 'tart') {
     throw new UsageError(`--driver: "${driver}" is not one of fake, qemu, tart`);
   }
-  const labels = values.labels!.split(',').map((l) => l.trim()).filter(Boolean);
+  const labels = listFlag(values.labels) ?? [];
   if (labels.length === 0) throw new UsageError('--labels: give at least one label');
+  for (const label of labels) {
+    const problem = labelProblem('--labels', label);
+    if (problem) throw new UsageError(problem);
+  }
   return {
     driver,
-    jobs: positiveInt('jobs', values.jobs, 1),
-    dataDir: values['data-dir']!,
-    poolSize: positiveInt('pool-size', values['pool-size'], 1),
+    jobs: intFlag('jobs', values.jobs, BOUNDS.demoJobs),
+    dataDir: values['data-dir'] as string,
+    poolSize: intFlag('pool-size', values['pool-size'], BOUNDS.demoPoolSize),
     labels,
-    hostId: values['host-id']!,
-    idleTimeoutSeconds: positiveInt('idle-timeout', values['idle-timeout'], 1),
+    hostId: slugFlag('host-id', values['host-id'])!,
+    idleTimeoutSeconds: intFlag('idle-timeout', values['idle-timeout'], BOUNDS.idleTimeoutSeconds),
   };
+}
+
+/** `ekiden worker`'s arguments. */
+export function parseWorkerArgs(argv: string[]): { config: string; host?: string } {
+  const { values, positionals } = parseFlags(argv, WORKER_OPTIONS, 'worker', WORKER_HELP);
+  if (positionals.length) throw new UsageError(`worker: unexpected argument "${positionals[0]}"; see \`ekiden worker --help\``);
+  if (typeof values.config !== 'string') throw new UsageError('worker: --config FILE is required');
+  const host = slugFlag('host', values.host);
+  return host === undefined ? { config: values.config } : { config: values.config, host };
 }
 
 /** Runs `ekiden ARGV…` and returns the exit code. `io` replaces the environment and the output streams (tests). */
@@ -89,12 +156,12 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         return await up(options, cli.env);
       }
       case 'worker': {
-        const { values } = parseArgs({ args: rest, strict: true, options: { config: { type: 'string' }, host: { type: 'string' } } });
-        if (!values.config) throw new UsageError('worker: --config FILE is required');
+        const { config, host } = parseWorkerArgs(rest);
         const { runWorkerFromConfig } = await import('../workers/main.js');
-        return await runWorkerFromConfig(values.config, cli.env, values.host);
+        return await runWorkerFromConfig(config, cli.env, host);
       }
       case 'webhook': {
+        if (wantsHelp(rest, WEBHOOK_OPTIONS)) throw new HelpRequest(WEBHOOK_HELP);
         let mod: WebhookModule;
         try {
           mod = (await import(WEBHOOK_COMMAND_MODULE)) as WebhookModule;
@@ -112,18 +179,34 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         return await runnersCommand(rest, cli);
       case 'hosts':
         return await hostsCommand(rest, cli);
-      case undefined:
       case 'help':
+        // `ekiden help pool create` is `ekiden pool create --help`.
+        if (rest.length > 0 && rest[0] !== 'help') return await main([...rest, '--help'], cli);
+        cli.out(USAGE);
+        return 0;
+      case undefined:
       case '--help':
       case '-h':
         (verb === undefined ? cli.err : cli.out)(USAGE);
         return verb === undefined ? 2 : 0;
+      case '--version':
+      case 'version':
+        cli.out(`ekiden ${packageVersion()}`);
+        return 0;
       default:
         throw new UsageError(`unknown command "${verb}"; try \`ekiden help\``);
     }
   } catch (err) {
+    if (err instanceof HelpRequest) {
+      cli.out(err.usage);
+      return 0;
+    }
     const code = (err as { code?: string }).code;
-    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS') && /argument is ambiguous|argument missing/.test(errorMessage(err))) {
+      cli.err(`ekiden: ${parseArgsMessage(err as Error)}`);
+      return 2;
+    }
+    if (err instanceof UsageError || err instanceof ConfigError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       cli.err(`ekiden: ${errorMessage(err).split('\n')[0]}`);
       return 2;
     }

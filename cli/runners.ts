@@ -3,10 +3,14 @@
  * RunnerWorkflow, read from the visibility list and its search attributes alone (no query per
  * runner; the filters are part of the list query), each with a link to it in the Temporal Web
  * UI. `ekiden status` shows the same table without the links.
+ *
+ * The links' base is `--ui-url`, else TEMPORAL_UI_URL, else DEFAULT_UI_URL — the Web UI of a
+ * Temporal CLI dev server on its default ports (`temporal server start-dev`). `ekiden up`
+ * starts its dev server on free ports and only prints its UI URL (`web ui: …`); nothing
+ * records it, so pass that URL with `--ui-url` (or export TEMPORAL_UI_URL).
  */
-import { isSlug } from '../core/names.js';
 import { RunnerPhase, SA_HOST, SA_JOB, SA_PHASE, SA_POOL, SA_RUNNER } from '../core/search-attributes.js';
-import { commonOf, parse, strFlag, type Common } from './args.js';
+import { commonOf, helpText, parse, slugFlag, strFlag, type Common } from './args.js';
 import { runOperatorCommand } from './command.js';
 import { UsageError } from './errors.js';
 import { json, type CliIo, type Env } from './io.js';
@@ -16,6 +20,19 @@ import { listOpen, type TemporalSession } from './temporal.js';
 export const DEFAULT_UI_URL = 'http://127.0.0.1:8233';
 
 export const RUNNERS_USAGE = '  ekiden runners [--pool P] [--host H] [--phase X] [--ui-url URL]';
+
+const RUNNER_PHASES: readonly string[] = Object.values(RunnerPhase);
+
+export const RUNNERS_HELP = helpText(
+  ['ekiden runners [--pool P] [--host H] [--phase X] [--ui-url URL] [--address HOST:PORT] [--namespace NS] [--config FILE] [--json]'],
+  'Every running runner (pool, host, phase, age, job), each with a link to its workflow in the Temporal Web UI.',
+  [
+    ['--pool P', 'only this pool\'s runners'],
+    ['--host H', 'only the runners on this host'],
+    ['--phase X', `only runners in this phase: ${RUNNER_PHASES.join(', ')}`],
+    ['--ui-url URL', `Web UI base of the links (http or https): else TEMPORAL_UI_URL, else ${DEFAULT_UI_URL} (a Temporal dev server's default); \`ekiden up\` prints its own ("web ui: …")`],
+  ],
+);
 
 export type RunnersCommand = Common & { verb: 'runners'; pool?: string; host?: string; phase?: string; uiUrl: string };
 
@@ -31,8 +48,6 @@ export interface RunnerRow {
   startedAt: number;
   url?: string;
 }
-
-const RUNNER_PHASES: readonly string[] = Object.values(RunnerPhase);
 
 export function runnerUrl(uiUrl: string, namespace: string, workflowId: string): string {
   return `${uiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
@@ -76,19 +91,23 @@ export function runnersTable(rows: RunnerRow[], now: number, withLinks: boolean)
 
 /** Checks the arguments of `ekiden runners …`; throws UsageError or ConfigError. */
 export function parseRunnersCommand(argv: string[], env: Env): RunnersCommand {
-  const { values, positionals } = parse(argv, { pool: { type: 'string' }, host: { type: 'string' }, phase: { type: 'string' }, 'ui-url': { type: 'string' } }, 'runners');
+  const { values, positionals } = parse(argv, { pool: { type: 'string' }, host: { type: 'string' }, phase: { type: 'string' }, 'ui-url': { type: 'string' } }, 'runners', RUNNERS_HELP);
   if (positionals.length) throw new UsageError(`runners: unexpected argument "${positionals[0]}"; filter with --pool, --host or --phase`);
-  const pool = strFlag(values.pool);
-  const host = strFlag(values.host);
+  const pool = slugFlag('pool', values.pool);
+  const host = slugFlag('host', values.host);
   const phase = strFlag(values.phase);
-  if (pool !== undefined && !isSlug(pool)) throw new UsageError(`--pool: "${pool}" is not a pool name`);
-  if (host !== undefined && !isSlug(host)) throw new UsageError(`--host: "${host}" is not a host id`);
   if (phase !== undefined && !RUNNER_PHASES.includes(phase)) throw new UsageError(`--phase: "${phase}" is not one of ${RUNNER_PHASES.join(', ')}`);
-  const uiUrl = (strFlag(values['ui-url']) ?? env.TEMPORAL_UI_URL ?? DEFAULT_UI_URL).replace(/\/+$/, '');
+  const flag = strFlag(values['ui-url']);
+  const source = flag !== undefined ? '--ui-url' : env.TEMPORAL_UI_URL ? 'TEMPORAL_UI_URL' : 'default';
+  const uiUrl = (flag ?? (env.TEMPORAL_UI_URL || DEFAULT_UI_URL)).replace(/\/+$/, '');
+  let url: URL | undefined;
   try {
-    new URL(uiUrl);
+    url = new URL(uiUrl);
   } catch {
-    throw new UsageError(`--ui-url: "${uiUrl}" is not a URL; write e.g. ${DEFAULT_UI_URL}`);
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
+    throw new UsageError(`${source}: "${uiUrl}" is not an http(s) URL of the Temporal Web UI; write e.g. ${DEFAULT_UI_URL}`);
   }
   return { verb: 'runners', ...commonOf(values, env), pool, host, phase, uiUrl };
 }

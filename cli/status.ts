@@ -6,7 +6,7 @@
  */
 import { SA_POOL } from '../core/search-attributes.js';
 import { poolStatusQuery, type PoolStatus } from '../workflows/api.js';
-import { parseNoArguments, type Common } from './args.js';
+import { helpText, parseNoArguments, type Common } from './args.js';
 import { runOperatorCommand } from './command.js';
 import { readHosts, hostsTable } from './hosts.js';
 import { json, type CliIo, type Env } from './io.js';
@@ -15,6 +15,12 @@ import { formatAge, formatTable, tolerant } from './table.js';
 import { explain, listOpen, QUERY_TIMEOUT_MS, withTimeout, type TemporalSession } from './temporal.js';
 
 export const STATUS_USAGE = '  ekiden status';
+
+export const STATUS_HELP = helpText(
+  ['ekiden status [--address HOST:PORT] [--namespace NS] [--config FILE] [--json]'],
+  'The fleet at a glance: every running pool (target, starting/idle/busy/cleaning, pending jobs,\ndraining, failures, blocked), then the hosts and runners tables of `ekiden hosts` and `ekiden runners`.',
+  [],
+);
 
 export type StatusCommand = Common & { verb: 'status' };
 
@@ -76,7 +82,7 @@ function poolsTable(rows: PoolRow[], now: number): string {
 
 /** Checks the arguments of `ekiden status …`; throws UsageError or ConfigError. */
 export function parseStatusCommand(argv: string[], env: Env): StatusCommand {
-  return { verb: 'status', ...parseNoArguments('status', argv, env) };
+  return { verb: 'status', ...parseNoArguments('status', argv, env, STATUS_HELP) };
 }
 
 export async function runStatus(session: TemporalSession, io: CliIo, cmd: StatusCommand): Promise<number> {

@@ -7,7 +7,7 @@
  */
 import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import { connect as tcpConnect } from 'node:net';
-import { DEFAULT_TEMPORAL_PORT, splitAddress, type TemporalSettings } from '../config/fleet.js';
+import { DEFAULT_TEMPORAL_PORT, nameTextProblem, splitAddress, type TemporalSettings } from '../config/fleet.js';
 import { CliError, firstLine, UsageError } from './errors.js';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
@@ -35,7 +35,15 @@ export function resolveTarget(
         ? [env.TEMPORAL_ADDRESS, 'TEMPORAL_ADDRESS']
         : [DEFAULT_ADDRESS, 'default'];
   if (!splitAddress(address)) throw new UsageError(`${source}: "${address}" is not HOST:PORT; write e.g. ${DEFAULT_ADDRESS}`);
-  return { address, namespace: flags.namespace || file?.namespace || env.TEMPORAL_NAMESPACE || DEFAULT_NAMESPACE };
+  // A file's namespace was checked when it was parsed (one it took from the environment too).
+  const [namespace, nsSource] = flags.namespace
+    ? [flags.namespace, '--namespace']
+    : file?.namespace
+      ? [file.namespace, undefined]
+      : [env.TEMPORAL_NAMESPACE || DEFAULT_NAMESPACE, 'TEMPORAL_NAMESPACE'];
+  const problem = nsSource === undefined ? undefined : nameTextProblem(nsSource, namespace, 'a namespace name');
+  if (problem) throw new UsageError(problem);
+  return { address, namespace };
 }
 
 export interface TemporalSession {

@@ -52,24 +52,6 @@ export function optBool(o: Obj, key: string, path: string): boolean | undefined 
   return v;
 }
 
-/** A number ≥ 0 (milliseconds, sizes), as the worker config always accepted. */
-export function optNum(o: Obj, key: string, path: string): number | undefined {
-  const v = o[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new ConfigError(`${at(path, key)}: must be a number ≥ 0, got ${describe(v)}`);
-  return v;
-}
-
-/** A whole number ≥ `min`. */
-export function optInt(o: Obj, key: string, path: string, min: number): number | undefined {
-  const v = o[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new ConfigError(`${at(path, key)}: ${describe(v)} is not a whole number ≥ ${min}; write a number like ${Math.max(min, 1)}`);
-  }
-  return v;
-}
-
 /** A list of non-empty strings (labels, host ids). */
 export function strList(o: Obj, key: string, path: string, opts: { required: boolean; nonEmpty: boolean; example: string }): string[] | undefined {
   const v = o[key];

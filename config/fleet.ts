@@ -7,12 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
-import { defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
+import { DEFAULT_BACKOFF, defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
 import type { DriverSettings } from '../drivers/index.js';
 import type { GitHubAuth, GitHubScope, GitHubSettings } from '../github/client.js';
 import type { PoolConfig } from '../workflows/api.js';
-import { at, ConfigError, describe, obj, onlyKeys, optBool, optInt, optNum, optObj, optStr, str, strList } from './fields.js';
+import { BOUNDS, check, guestDirProblem, imageProblem, intProblem, labelProblem, optBounded, parseIntText, textProblem } from './bounds.js';
+import { at, ConfigError, describe, obj, onlyKeys, optBool, optObj, optStr, str, strList, type Obj } from './fields.js';
 import { errorMessage } from '../core/failures.js';
 
 export { ConfigError } from './fields.js';
@@ -100,16 +101,31 @@ export function splitAddress(address: string): { host: string; port: number } | 
   return { host: m[1] ?? m[2]!, port };
 }
 
+/** A Temporal namespace or task queue name: 1-255 characters, no whitespace or control characters. */
+export function nameTextProblem(field: string, value: string, what: string): string | undefined {
+  return textProblem(field, value, { max: 255, noWhitespace: true, what });
+}
+
 export function parseTemporal(raw: unknown, env: Env): TemporalSettings {
   const t = obj(raw ?? {}, 'temporal');
   onlyKeys(t, ['address', 'namespace', 'taskQueue'], 'temporal');
   const address = optStr(t, 'address', 'temporal', 'write HOST:PORT, e.g. "temporal.example.com:7233"');
   if (address !== undefined && !splitAddress(address)) throw new ConfigError(`temporal.address: "${address}" is not HOST:PORT; write e.g. "temporal.example.com:7233"`);
+  const namespace = optStr(t, 'namespace', 'temporal', 'write a namespace name, e.g. "default"');
+  if (namespace !== undefined) check(nameTextProblem('temporal.namespace', namespace, 'a namespace name'));
+  else if (env.TEMPORAL_NAMESPACE) check(nameTextProblem('TEMPORAL_NAMESPACE', env.TEMPORAL_NAMESPACE, 'a namespace name'));
+  const taskQueue = optStr(t, 'taskQueue', 'temporal', `write a task queue name; the default is "${SHARED_TASK_QUEUE}"`);
+  if (taskQueue !== undefined) check(nameTextProblem('temporal.taskQueue', taskQueue, 'a task queue name'));
   return {
     address: address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
-    namespace: optStr(t, 'namespace', 'temporal', 'write a namespace name, e.g. "default"') ?? env.TEMPORAL_NAMESPACE ?? 'default',
-    taskQueue: optStr(t, 'taskQueue', 'temporal', `write a task queue name; the default is "${SHARED_TASK_QUEUE}"`) ?? SHARED_TASK_QUEUE,
+    namespace: namespace ?? env.TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: taskQueue ?? SHARED_TASK_QUEUE,
   };
+}
+
+/** A GitHub account or repository name as it may appear in an API path: no `/`, never `.` or `..`. */
+function isGitHubName(name: string | undefined): name is string {
+  return name !== undefined && /^[\w.-]{1,100}$/.test(name) && name !== '.' && name !== '..';
 }
 
 /** `repo:owner/name`, `org:name` or `enterprise:slug`. */
@@ -117,13 +133,27 @@ export function parseScope(value: string, field: string): GitHubScope {
   const m = /^(repo|org|enterprise):(.+)$/.exec(value);
   if (m?.[1] === 'repo') {
     const [owner, repo, ...rest] = m[2]!.split('/');
-    if (owner && repo && rest.length === 0) return { kind: 'repo', owner, repo };
-  } else if (m?.[1] === 'org' && /^[\w.-]+$/.test(m[2]!)) {
-    return { kind: 'org', org: m[2]! };
-  } else if (m?.[1] === 'enterprise' && /^[\w.-]+$/.test(m[2]!)) {
-    return { kind: 'enterprise', enterprise: m[2]! };
+    if (isGitHubName(owner) && isGitHubName(repo) && rest.length === 0) return { kind: 'repo', owner, repo };
+  } else if (m?.[1] === 'org' && isGitHubName(m[2])) {
+    return { kind: 'org', org: m[2] };
+  } else if (m?.[1] === 'enterprise' && isGitHubName(m[2])) {
+    return { kind: 'enterprise', enterprise: m[2] };
   }
   throw new ConfigError(`${field}: "${value}" is not a scope; write repo:OWNER/REPO, org:ORG or enterprise:SLUG`);
+}
+
+/** A GitHub App or installation id: a whole number (or a string of decimal digits). */
+function githubId(a: Obj, key: string, what: string): number {
+  const field = at('github.auth', key);
+  const v = a[key];
+  if (v === undefined) throw new ConfigError(`${field}: missing; write ${what}, e.g. ${BOUNDS.githubId.example}`);
+  if (typeof v === 'string') {
+    const parsed = parseIntText(field, v, BOUNDS.githubId);
+    if ('problem' in parsed) throw new ConfigError(parsed.problem);
+    return parsed.value;
+  }
+  check(intProblem(field, v, BOUNDS.githubId));
+  return v as number;
 }
 
 export function parseGitHub(raw: unknown): GitHubConfig {
@@ -131,10 +161,14 @@ export function parseGitHub(raw: unknown): GitHubConfig {
   onlyKeys(g, ['apiUrl', 'scope', 'auth', 'writeSpacingMs'], 'github');
   const scope = parseScope(str(g, 'scope', 'github', 'write repo:OWNER/REPO or org:ORG'), 'github.scope');
   const apiUrl = optStr(g, 'apiUrl', 'github') ?? 'https://api.github.com';
+  let url: URL | undefined;
   try {
-    new URL(apiUrl);
+    url = new URL(apiUrl);
   } catch {
-    throw new ConfigError(`github.apiUrl: "${apiUrl}" is not a URL; use https://api.github.com or https://HOST/api/v3`);
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw new ConfigError(`github.apiUrl: "${apiUrl}" is not an http(s) URL; use https://api.github.com or https://HOST/api/v3`);
   }
   const a = obj(g.auth, 'github.auth', 'set tokenEnv (name of the env var with a PAT) or appId, installationId and privateKeyFile');
   onlyKeys(a, ['tokenEnv', 'appId', 'installationId', 'privateKeyFile'], 'github.auth');
@@ -144,16 +178,14 @@ export function parseGitHub(raw: unknown): GitHubConfig {
     if (a.appId !== undefined) throw new ConfigError('github.auth: set either tokenEnv or appId, not both');
     auth = { kind: 'token', tokenEnv };
   } else if (a.appId !== undefined) {
-    const appId = Number(a.appId);
-    const installationId = Number(a.installationId);
-    if (!Number.isInteger(appId)) throw new ConfigError('github.auth.appId: must be the numeric App id');
-    if (!Number.isInteger(installationId)) throw new ConfigError('github.auth.installationId: must be the numeric installation id');
+    const appId = githubId(a, 'appId', 'the numeric App id');
+    const installationId = githubId(a, 'installationId', 'the numeric installation id');
     const privateKeyFile = str(a, 'privateKeyFile', 'github.auth', 'point it at the App private key (.pem)');
     auth = { kind: 'app', appId, installationId, privateKeyFile };
   } else {
     throw new ConfigError('github.auth: set tokenEnv (name of the env var with a PAT) or appId, installationId and privateKeyFile');
   }
-  return { apiUrl, scope, auth, writeSpacingMs: optNum(g, 'writeSpacingMs', 'github') };
+  return { apiUrl, scope, auth, writeSpacingMs: optBounded(g, 'writeSpacingMs', 'github', BOUNDS.writeSpacingMs) };
 }
 
 /** The GitHub settings with their secret read from the environment or the key file. */
@@ -178,14 +210,13 @@ export function resolveGitHub(config: GitHubConfig, env: Env): GitHubSettings {
 export function parseWebhook(raw: unknown): WebhookConfig {
   const w = obj(raw, 'webhook');
   onlyKeys(w, ['port', 'host', 'secretEnv', 'maxBodyBytes'], 'webhook');
-  const port = optInt(w, 'port', 'webhook', 1) ?? DEFAULT_WEBHOOK_PORT;
-  if (port > 65535) throw new ConfigError(`webhook.port: ${port} is not a TCP port; use 1-65535`);
+  const port = optBounded(w, 'port', 'webhook', BOUNDS.port, DEFAULT_WEBHOOK_PORT) ?? DEFAULT_WEBHOOK_PORT;
   const secretEnv = optStr(w, 'secretEnv', 'webhook', 'name the environment variable holding the webhook secret') ?? DEFAULT_WEBHOOK_SECRET_ENV;
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(secretEnv)) throw new ConfigError(`webhook.secretEnv: "${secretEnv}" is not an environment variable name; the secret itself never goes in the file`);
   const config: WebhookConfig = { port, secretEnv };
   const host = optStr(w, 'host', 'webhook', 'write an address to listen on, e.g. "0.0.0.0"');
   if (host !== undefined) config.host = host;
-  const maxBodyBytes = optInt(w, 'maxBodyBytes', 'webhook', 1);
+  const maxBodyBytes = optBounded(w, 'maxBodyBytes', 'webhook', BOUNDS.maxBodyBytes);
   if (maxBodyBytes !== undefined) config.maxBodyBytes = maxBodyBytes;
   return config;
 }
@@ -214,7 +245,7 @@ export function parseDriver(raw: unknown, path: string): DriverConfig {
   if (kind === 'fake') {
     const images = obj(d.images, at(path, 'images'), 'map image names to directories');
     for (const [k, v] of Object.entries(images)) if (typeof v !== 'string') throw new ConfigError(`${at(at(path, 'images'), k)}: must be a directory path`);
-    return { kind, root, images: images as Record<string, string>, bootDelayMs: optNum(d, 'bootDelayMs', path) };
+    return { kind, root, images: images as Record<string, string>, bootDelayMs: optBounded(d, 'bootDelayMs', path, BOUNDS.bootDelayMs) };
   }
   if (kind === 'qemu') {
     const accel = d.accel ?? 'auto';
@@ -224,9 +255,9 @@ export function parseDriver(raw: unknown, path: string): DriverConfig {
       root,
       imagesDir: str(d, 'imagesDir', path, 'set the guest image cache, e.g. "/var/cache/ekiden/images"'),
       accel,
-      cpu: optNum(d, 'cpu', path),
-      memoryMb: optNum(d, 'memoryMb', path),
-      maxRunning: optNum(d, 'maxRunning', path),
+      cpu: optBounded(d, 'cpu', path, BOUNDS.cpu),
+      memoryMb: optBounded(d, 'memoryMb', path, BOUNDS.memoryMb),
+      maxRunning: optBounded(d, 'maxRunning', path, BOUNDS.hostCapacity),
     };
   }
   const envName = (key: string) => optStr(d, key, path, 'name the environment variable holding the secret');
@@ -240,7 +271,7 @@ export function parseDriver(raw: unknown, path: string): DriverConfig {
     passwordEnv: envName('passwordEnv'),
     registryUsername: optStr(d, 'registryUsername', path),
     registryPasswordEnv: envName('registryPasswordEnv'),
-    maxRunning: optNum(d, 'maxRunning', path),
+    maxRunning: optBounded(d, 'maxRunning', path, BOUNDS.hostCapacity),
   };
 }
 
@@ -257,6 +288,13 @@ export function resolveDriver(config: DriverConfig, env: Env, path = 'driver'): 
   return { ...rest, password: fromEnv('passwordEnv'), registryPassword: fromEnv('registryPasswordEnv') };
 }
 
+/** `labels`: a list of labels (config/bounds.ts labelProblem). */
+function labelList(o: Obj, path: string, opts: { required: boolean; nonEmpty: boolean; example: string }): string[] | undefined {
+  const labels = strList(o, 'labels', path, opts);
+  labels?.forEach((label, i) => check(labelProblem(at(at(path, 'labels'), i), label)));
+  return labels;
+}
+
 const HOST_KEYS = ['id', 'dataDir', 'capacity', 'labels', 'driver', 'pollIntervalMs', 'shutdownGraceMs'];
 
 /**
@@ -269,15 +307,15 @@ export function parseHost(raw: unknown, path: string, separateDriver?: { raw: un
   const id = slug(at(path, 'id'), str(h, 'id', path, 'give the host a short name like "mac-mini-1"'));
   const dataDir = str(h, 'dataDir', path, 'set a directory for host state, e.g. "/var/lib/ekiden"');
   const driver = separateDriver ? parseDriver(separateDriver.raw, separateDriver.path) : parseDriver(h.driver, at(path, 'driver'));
-  const capacity = optInt(h, 'capacity', path, 1) ?? (driver.kind === 'qemu' ? undefined : defaultCapacity(driver.kind, 0));
+  const capacity = optBounded(h, 'capacity', path, BOUNDS.hostCapacity) ?? (driver.kind === 'qemu' ? undefined : defaultCapacity(driver.kind, 0));
   return {
     id,
     dataDir,
     capacity,
-    labels: strList(h, 'labels', path, { required: false, nonEmpty: false, example: '[macos, arm64]' }) ?? [],
+    labels: labelList(h, path, { required: false, nonEmpty: false, example: '[macos, arm64]' }) ?? [],
     driver,
-    pollIntervalMs: optNum(h, 'pollIntervalMs', path),
-    shutdownGraceMs: optNum(h, 'shutdownGraceMs', path),
+    pollIntervalMs: optBounded(h, 'pollIntervalMs', path, BOUNDS.timingMs, 1_000),
+    shutdownGraceMs: optBounded(h, 'shutdownGraceMs', path, BOUNDS.graceMs),
   };
 }
 
@@ -324,22 +362,24 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
     }
   });
   const image = str(p, 'image', path, 'name the VM image, e.g. "ghcr.io/cirruslabs/macos-sequoia-xcode:latest"');
+  check(imageProblem(at(path, 'image'), image));
   const imageDigest = optStr(p, 'imageDigest', path, 'write sha256: and 64 hex digits');
   if (imageDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(imageDigest)) {
     throw new ConfigError(`${at(path, 'imageDigest')}: "${imageDigest}" is not a digest; write sha256: and 64 hex digits`);
   }
-  const labels = strList(p, 'labels', path, { required: true, nonEmpty: true, example: '[self-hosted, macos]' })!;
-  const runnerGroupId = optInt(p, 'runnerGroupId', path, 1) ?? 1;
-  const cpu = optInt(p, 'cpu', path, 1);
-  const memoryMb = optInt(p, 'memoryMb', path, 1);
+  const labels = labelList(p, path, { required: true, nonEmpty: true, example: '[self-hosted, macos]' })!;
+  const runnerGroupId = optBounded(p, 'runnerGroupId', path, BOUNDS.runnerGroupId) ?? 1;
+  const cpu = optBounded(p, 'cpu', path, BOUNDS.cpu);
+  const memoryMb = optBounded(p, 'memoryMb', path, BOUNDS.memoryMb);
   const runnerDir = optStr(p, 'runnerDir', path, 'write the runner folder in the guest, e.g. "actions-runner"') ?? 'actions-runner';
+  check(guestDirProblem(at(path, 'runnerDir'), runnerDir));
   const credential = p.credential ?? 'jit';
   if (credential !== 'jit' && credential !== 'registration-token') {
     throw new ConfigError(`${at(path, 'credential')}: ${describe(credential)} is not one of jit, registration-token`);
   }
-  const size = optInt(p, 'size', path, 0) ?? 1;
-  const minIdle = optInt(p, 'minIdle', path, 0) ?? 0;
-  const max = optInt(p, 'max', path, 1) ?? Math.max(size, minIdle);
+  const size = optBounded(p, 'size', path, BOUNDS.poolSize) ?? 1;
+  const minIdle = optBounded(p, 'minIdle', path, BOUNDS.poolMinIdle) ?? 0;
+  const max = optBounded(p, 'max', path, BOUNDS.poolMax) ?? Math.max(size, minIdle);
   if (max < 1) throw new ConfigError(`${at(path, 'max')}: the pool could never run a runner (size and max are 0); set max (or size) to at least 1`);
   if (max < size) throw new ConfigError(`${at(path, 'max')}: ${max} is less than size (${size}); raise max or lower size`);
   if (max < minIdle) throw new ConfigError(`${at(path, 'max')}: ${max} is less than minIdle (${minIdle}); raise max or lower minIdle`);
@@ -350,20 +390,22 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
     const tPath = at(path, 'timing');
     onlyKeys(t, Object.keys(DEFAULT_RUNNER_TIMING), tPath);
     timing = {};
-    for (const key of Object.keys(t) as Array<keyof RunnerTiming>) timing[key] = optInt(t, key, tPath, 1);
+    for (const key of Object.keys(t) as Array<keyof RunnerTiming>) {
+      timing[key] = optBounded(t, key, tPath, key === 'bootAttempts' ? BOUNDS.bootAttempts : BOUNDS.timingMs, DEFAULT_RUNNER_TIMING[key]);
+    }
   }
   let backoff: PoolConfig['backoff'] | undefined;
   const b = optObj(p, 'backoff', path);
   if (b) {
     const bPath = at(path, 'backoff');
     onlyKeys(b, ['initialMs', 'maxMs'], bPath);
-    const initialMs = optInt(b, 'initialMs', bPath, 1);
-    const maxMs = optInt(b, 'maxMs', bPath, 1);
+    const initialMs = optBounded(b, 'initialMs', bPath, BOUNDS.backoffMs, DEFAULT_BACKOFF.initialMs);
+    const maxMs = optBounded(b, 'maxMs', bPath, BOUNDS.backoffMs, DEFAULT_BACKOFF.maxMs);
     if (initialMs === undefined || maxMs === undefined) throw new ConfigError(`${bPath}: set both initialMs and maxMs`);
     if (maxMs < initialMs) throw new ConfigError(`${at(bPath, 'maxMs')}: ${maxMs} is less than initialMs (${initialMs}); raise maxMs`);
     backoff = { initialMs, maxMs };
   }
-  const maxRunners = optInt(p, 'maxRunners', path, 1);
+  const maxRunners = optBounded(p, 'maxRunners', path, BOUNDS.maxRunners);
 
   const spec: PoolSpec = { name, hosts, image, labels, runnerGroupId, runnerDir, credential, size, minIdle, max, timing, backoff };
   if (imageDigest !== undefined) spec.imageDigest = imageDigest;

@@ -6,16 +6,18 @@
  */
 import { waitUntil } from '../support/wait.js';
 import { DEFAULT_BACKOFF, DEFAULT_RUNNER_TIMING } from '../../core/defaults.js';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { execa } from 'execa';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { main } from '../../cli/main.js';
+import { parsePoolCommand, runPoolCommand } from '../../cli/pool.js';
+import { connectTemporal } from '../../cli/temporal.js';
 import { formatAge, formatTable } from '../../cli/table.js';
 import { hostWorkflowId, poolWorkflowId, runnerWorkflowId } from '../../core/names.js';
 import { SA_HOST, SA_PHASE, SA_POOL, SA_RUNNER } from '../../core/search-attributes.js';
@@ -93,16 +95,16 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
   });
 
   it.each([
-    [['pool'], /^ekiden: pool: missing verb; use create, scale, drain, resume or delete$/],
+    [['pool'], /^ekiden: pool: missing verb; use create, scale, drain, resume or delete \(`ekiden pool --help`\)$/],
     [['pool', 'frob', 'x'], /^ekiden: pool: unknown verb "frob"; use create, scale/],
     [['pools'], /^ekiden: unknown command "pools"/],
     [['pool', 'scale'], /^ekiden: pool scale: NAME is missing; usage: ekiden pool scale NAME/],
     [['pool', 'scale', 'ios'], /^ekiden: pool scale: give at least one of --size, --min-idle, --max/],
-    [['pool', 'scale', 'ios', '--size', '-1'], /^ekiden: --size: "-1" is not a whole number ≥ 0$/],
-    [['pool', 'scale', 'ios', '--size=-1'], /^ekiden: --size: "-1" is not a whole number ≥ 0$/],
-    [['pool', 'scale', 'ios', '--size', 'abc'], /^ekiden: --size: "abc" is not a whole number ≥ 0$/],
-    [['pool', 'scale', 'ios', '--size', '1.5'], /^ekiden: --size: "1.5" is not a whole number ≥ 0$/],
-    [['pool', 'scale', 'ios', '--max', '0'], /^ekiden: --max: "0" is not a whole number ≥ 1$/],
+    [['pool', 'scale', 'ios', '--size', '-1'], /^ekiden: --size: "-1" is not a whole number from 0 to 1000 \(runners\); write e\.g\. 2$/],
+    [['pool', 'scale', 'ios', '--size=-1'], /^ekiden: --size: "-1" is not a whole number from 0 to 1000 \(runners\); write e\.g\. 2$/],
+    [['pool', 'scale', 'ios', '--size', 'abc'], /^ekiden: --size: "abc" is not a whole number from 0 to 1000 \(runners\); write it in decimal digits, e\.g\. 2$/],
+    [['pool', 'scale', 'ios', '--size', '1.5'], /^ekiden: --size: "1\.5" is not a whole number from 0 to 1000 \(runners\); write it in decimal digits/],
+    [['pool', 'scale', 'ios', '--max', '0'], /^ekiden: --max: "0" is not a whole number from 1 to 1000 \(runners\); write e\.g\. 4$/],
     [['pool', 'scale', 'ios', '--size', '5', '--max', '2'], /^ekiden: --max: 2 is less than --size 5/],
     [['pool', 'scale', 'ios', '--size'], /^ekiden: --size: missing value; write --size VALUE \(--size=VALUE for a value starting with -\)$/],
     [['pool', 'scale', 'iOS Pool', '--size', '1'], /^ekiden: pool scale: "iOS Pool" is not a pool name/],
@@ -117,14 +119,14 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
     [['status', 'now'], /^ekiden: status: unexpected argument "now"$/],
     [['hosts', 'extra'], /^ekiden: hosts: unexpected argument "extra"$/],
     [['runners', '--phase', 'sleeping'], /^ekiden: --phase: "sleeping" is not one of pulling, credential, /],
-    [['runners', '--pool', 'Bad_Pool'], /^ekiden: --pool: "Bad_Pool" is not a pool name$/],
-    [['runners', '--ui-url', 'not a url'], /^ekiden: --ui-url: "not a url" is not a URL/],
+    [['runners', '--pool', 'Bad_Pool'], /^ekiden: --pool: "Bad_Pool" is not a valid name; use 1-31 lower-case letters, digits and single dashes/],
+    [['runners', '--ui-url', 'not a url'], /^ekiden: --ui-url: "not a url" is not an http\(s\) URL of the Temporal Web UI; write e\.g\. http:\/\/127\.0\.0\.1:8233$/],
     [['pool', 'create'], /^ekiden: pool create: NAME is missing/],
     [['pool', 'create', 'ci', '--image', 'img'], /^ekiden: pool create: --hosts is required without --config/],
     [['pool', 'create', 'ci', ...POOL_ARGS, '--size', '3', '--max', '2'], /^ekiden: --max: 2 is less than size \(3\); raise max or lower size$/],
     [['pool', 'create', 'ci', ...POOL_ARGS, '--credential', 'pat'], /^ekiden: --credential: "pat" is not one of jit, registration-token$/],
     [['pool', 'create', 'ci', '--hosts', 'a,Big_Box', '--image', 'i', '--labels', 'l'], /^ekiden: --hosts: "Big_Box" is not a valid name/],
-    [['pool', 'create', 'ci', ...POOL_ARGS, '--memory-mb', 'lots'], /^ekiden: --memory-mb: "lots" is not a whole number ≥ 1$/],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--memory-mb', 'lots'], /^ekiden: --memory-mb: "lots" is not a whole number from 1 to 1048576 \(MiB, at most 1 TiB\); write it in decimal digits, e\.g\. 8192$/],
     [['pool', 'create', '--config', join(dir, 'missing.yaml')], /^ekiden: .*missing\.yaml: cannot read the config file \(no such file\)/],
     [['pool', 'create', '--config', typo], /^ekiden: pools\[0\]\.sise: unknown field; did you mean size\?$/],
     [['pool', 'create', '--config', broken], /^ekiden: .*broken\.yaml: YAML error at line 3, column \d+: /],
@@ -138,10 +140,94 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
     expect(r.out).toBe('');
   });
 
+  const big = file('big.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: img, labels: [macos], size: 1e300, max: 1e300 }\n');
+  const idle = file('idle.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: img, labels: [macos], timing: { idleTimeoutMs: 1e300 } }\n');
+  const group = file('group.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: img, labels: [macos], runnerGroupId: 1e300 }\n');
+  const image = file('image.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: "qemu:../../etc", labels: [macos] }\n');
+  const SIZE_RULE = 'is not a whole number from 0 to 1000 (runners)';
+
+  it.each([
+    // Whole numbers in decimal digits, within the config file's bounds (config/bounds.ts).
+    [['pool', 'scale', 'ios', '--size', '1e3'], `--size: "1e3" ${SIZE_RULE}; write it in decimal digits, e.g. 2`],
+    [['pool', 'scale', 'ios', '--size', '0x10'], `--size: "0x10" ${SIZE_RULE}; write it in decimal digits, e.g. 2`],
+    [['pool', 'scale', 'ios', '--size', ' 3'], `--size: " 3" ${SIZE_RULE}; write it in decimal digits, e.g. 2`],
+    [['pool', 'scale', 'ios', '--size', '3 '], `--size: "3 " ${SIZE_RULE}; write it in decimal digits, e.g. 2`],
+    [['pool', 'scale', 'ios', '--size', '+3'], `--size: "+3" ${SIZE_RULE}; write it in decimal digits, e.g. 2`],
+    [['pool', 'scale', 'ios', '--size', '1001'], `--size: "1001" ${SIZE_RULE}; write e.g. 2`],
+    [['pool', 'scale', 'ios', '--min-idle', '1001'], '--min-idle: "1001" is not a whole number from 0 to 1000 (idle runners); write e.g. 1'],
+    [['pool', 'scale', 'ios', '--max', '99999999999999999999'], '--max: "99999999999999999999" is not a whole number from 1 to 1000 (runners); write e.g. 4'],
+    [['pool', 'scale', 'ios', '--max', '1e300'], '--max: "1e300" is not a whole number from 1 to 1000 (runners); write it in decimal digits, e.g. 4'],
+    [['pool', 'scale', 'ios', '--min-idle', '5', '--max', '2'], '--max: 2 is less than --min-idle 5; raise --max or lower --min-idle'],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--size', '1001'], `--size: "1001" ${SIZE_RULE}; write e.g. 2`],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--max', '-3'], '--max: "-3" is not a whole number from 1 to 1000 (runners); write e.g. 4'],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--cpu', '257'], '--cpu: "257" is not a whole number from 1 to 256 (vCPUs); write e.g. 4'],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--memory-mb', '1048577'], '--memory-mb: "1048577" is not a whole number from 1 to 1048576 (MiB, at most 1 TiB); write e.g. 8192'],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--runner-group-id', '2147483648'], '--runner-group-id: "2147483648" is not a whole number from 1 to 2147483647 (a GitHub runner group id); write e.g. 1'],
+    // Names, images and text checked at the edge.
+    [['pool', 'create', 'ci', '--hosts', 'a', '--image', 'qemu:../../etc', '--labels', 'x'], '--image: "qemu:../../etc" is not a safe image reference (a ".." path segment); write e.g. ghcr.io/OWNER/IMAGE:TAG, qemu:NAME or qemu:/ABSOLUTE/DIR'],
+    [['pool', 'create', 'ci', '--hosts', 'a', '--image', 'img --privileged', '--labels', 'x'], '--image: "img --privileged" is not a safe image reference (whitespace or control characters); write e.g. ghcr.io/OWNER/IMAGE:TAG, qemu:NAME or qemu:/ABSOLUTE/DIR'],
+    [['pool', 'create', 'ci', '--hosts', '../../x', '--image', 'img', '--labels', 'x'], '--hosts: "../../x" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit'],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--runner-dir', '../../root'], '--runner-dir: "../../root" is not a directory without ".." segments; write e.g. actions-runner'],
+    [['pool', 'create', 'ci', ...POOL_ARGS, '--task-queue', 'my queue'], '--task-queue: "my queue" is not a task queue name (whitespace; remove it)'],
+    [['status', '--namespace', 'a b'], '--namespace: "a b" is not a namespace name (whitespace; remove it)'],
+    [['runners', '--host', '../x'], '--host: "../x" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit'],
+    [['runners', '--ui-url', 'javascript:alert(1)'], '--ui-url: "javascript:alert(1)" is not an http(s) URL of the Temporal Web UI; write e.g. http://127.0.0.1:8233'],
+    // The config file through the CLI: the same rules, by field path.
+    [['pool', 'create', '--config', big], `pools[0].size: 1e+300 ${SIZE_RULE}; write e.g. 2`],
+    [['pool', 'create', '--config', idle], 'pools[0].timing.idleTimeoutMs: 1e+300 is not a whole number from 1 to 2592000000 (ms, at most 30 days); write e.g. 3600000'],
+    [['pool', 'create', '--config', group], 'pools[0].runnerGroupId: 1e+300 is not a whole number from 1 to 2147483647 (a GitHub runner group id); write e.g. 1'],
+    [['pool', 'create', '--config', image], 'pools[0].image: "qemu:../../etc" is not a safe image reference (a ".." path segment); write e.g. ghcr.io/OWNER/IMAGE:TAG, qemu:NAME or qemu:/ABSOLUTE/DIR'],
+  ])('bounded and checked: %j', async (args, message) => {
+    const r = await ekiden([...args, '--address', address]);
+    expect(r.code, r.err).toBe(2);
+    expect(oneLine(r)).toBe(`ekiden: ${message}`);
+    expect(r.out).toBe('');
+  });
+
+  it('a flag and the config file field give the same rule', async () => {
+    const flag = oneLine(await ekiden(['pool', 'create', 'ci', ...POOL_ARGS, '--max', '5000', '--address', address]));
+    const field = oneLine(await ekiden(['pool', 'create', '--config', file('max.yaml', 'pools:\n  - { name: ios, hosts: [m1], image: img, labels: [macos], max: 5000 }\n'), '--address', address]));
+    expect(flag.replace('--max: "5000"', '')).toBe(field.replace('pools[0].max: 5000', ''));
+  });
+
+  it('TEMPORAL_NAMESPACE is checked like --namespace', async () => {
+    const r = await ekiden(['hosts', '--address', address], { TEMPORAL_NAMESPACE: 'my namespace' });
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toBe('ekiden: TEMPORAL_NAMESPACE: "my namespace" is not a namespace name (whitespace; remove it)');
+  });
+
+  it('TEMPORAL_UI_URL is checked like --ui-url', async () => {
+    const r = await ekiden(['runners', '--address', address], { TEMPORAL_UI_URL: 'ftp://ui.example' });
+    expect(r.code).toBe(2);
+    expect(oneLine(r)).toBe('ekiden: TEMPORAL_UI_URL: "ftp://ui.example" is not an http(s) URL of the Temporal Web UI; write e.g. http://127.0.0.1:8233');
+  });
+
+  it.each([
+    [['up', '--host-id', '../../x'], '--host-id: "../../x" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit'],
+    [['up', '--host-id', 'BAD ID'], '--host-id: "BAD ID" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit'],
+    [['up', '--host-id', ''], 'up: --host-id needs a value'],
+    [['up', '--data-dir', ''], 'up: --data-dir needs a value'],
+    [['up', '--jobs', '-1'], '--jobs: "-1" is not a whole number from 1 to 1000 (demo jobs); write e.g. 3'],
+    [['up', '--jobs', '1e3'], '--jobs: "1e3" is not a whole number from 1 to 1000 (demo jobs); write it in decimal digits, e.g. 3'],
+    [['up', '--jobs', ' 3'], '--jobs: " 3" is not a whole number from 1 to 1000 (demo jobs); write it in decimal digits, e.g. 3'],
+    [['up', '--pool-size', '0x10'], '--pool-size: "0x10" is not a whole number from 1 to 1000 (runners); write it in decimal digits, e.g. 2'],
+    [['up', '--pool-size', '1e300'], '--pool-size: "1e300" is not a whole number from 1 to 1000 (runners); write it in decimal digits, e.g. 2'],
+    [['up', '--idle-timeout', '2592001'], '--idle-timeout: "2592001" is not a whole number from 1 to 2592000 (s, at most 30 days); write e.g. 3600'],
+    [['up', '--labels', 'ok,bad\u0007'], '--labels: "bad\\u0007" is not a label (control characters; remove them)'],
+    [['up', 'now'], 'up: unexpected argument "now"; see `ekiden up --help`'],
+    [['worker', '--config', 'fleet.yaml', '--host', 'BAD ID'], '--host: "BAD ID" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit'],
+    [['worker', '--config', 'fleet.yaml', '--host', '../../x'], '--host: "../../x" is not a valid name; use 1-31 lower-case letters, digits and single dashes, starting with a letter or digit'],
+  ])('`ekiden up` and `ekiden worker` check their flags the same way: %j', async (args, message) => {
+    const r = await ekiden(args);
+    expect(r.code, r.err).toBe(2);
+    expect(oneLine(r)).toBe(`ekiden: ${message}`);
+    expect(r.out).toBe('');
+  });
+
   it('as a process: `ekiden pool scale ios --size abc` exits 2 with one line', async () => {
     const r = await execa(process.execPath, [BIN, 'pool', 'scale', 'ios', '--size', 'abc', '--address', address], { reject: false });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr.trim()).toBe('ekiden: --size: "abc" is not a whole number ≥ 0');
+    expect(r.stderr.trim()).toBe('ekiden: --size: "abc" is not a whole number from 0 to 1000 (runners); write it in decimal digits, e.g. 2');
     expect(r.stdout).toBe('');
   });
 
@@ -160,6 +246,57 @@ hosts:
     const wrong = await execa(process.execPath, [BIN, 'worker', '--config', two, '--host', 'm3'], { reject: false, env: { GITHUB_TOKEN: 'x' } });
     expect(wrong.exitCode).toBe(2);
     expect(wrong.stderr.trim()).toBe('ekiden worker: --host: no host "m3" in the file; hosts: m1, m2');
+  });
+
+  const COMMON = ['--address', '--namespace', '--config', '--json'];
+  it.each(
+    (
+      [
+        [['pool', 'create'], ['--config', '--hosts', '--image', '--image-digest', '--labels', '--size', '--min-idle', '--max', '--cpu', '--memory-mb', '--credential', '--runner-group-id', '--runner-dir', '--task-queue', '--address', '--namespace', '--json']],
+        [['pool', 'scale'], ['--size', '--min-idle', '--max', ...COMMON]],
+        [['pool', 'drain'], COMMON],
+        [['pool', 'resume'], COMMON],
+        [['pool', 'delete'], ['--wait', ...COMMON]],
+        [['pool'], ['pool create', 'pool scale', 'pool drain', 'pool resume', 'pool delete']],
+        [['status'], COMMON],
+        [['runners'], ['--pool', '--host', '--phase', '--ui-url', ...COMMON]],
+        [['hosts'], COMMON],
+        [['up'], ['--driver', '--jobs', '--data-dir', '--pool-size', '--labels', '--host-id', '--idle-timeout']],
+        [['worker'], ['--config', '--host']],
+        [['webhook'], ['--config', '--port', '--host', '--secret-env', '--temporal', '--namespace']],
+      ] as Array<[string[], string[]]>
+    ).flatMap(([verb, flags]) => [
+      [[...verb, '--help'], flags],
+      [[...verb, '-h'], flags],
+    ]),
+  )('%j prints the usage with every flag to stdout and exits 0', async (args, flags) => {
+    const r = await ekiden(args);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toBe('');
+    const verb = args.filter((a) => !a.startsWith('-')).join(' ');
+    expect(r.out).toMatch(/^usage:/);
+    expect(r.out).toContain(`ekiden ${verb}`);
+    for (const flag of flags) expect(r.out, flag).toMatch(new RegExp(`(^|[\\s\\[,])${flag}(?![\\w-])`, 'm'));
+  });
+
+  it('help wins over other arguments, and `ekiden help VERB` is `ekiden VERB --help`', async () => {
+    const help = await ekiden(['pool', 'create', '--help']);
+    expect(await ekiden(['pool', 'create', 'ci', '--size', 'lots', '--help'])).toEqual(help);
+    expect(await ekiden(['help', 'pool', 'create'])).toEqual(help);
+    expect((await ekiden(['help', 'up'])).out).toMatch(/^usage: ekiden up /);
+    // A value that happens to be "-h" is a value, not a request for help.
+    expect((await ekiden(['runners', '--pool', '-h', '--address', address])).code).toBe(2);
+  });
+
+  it('`ekiden --version` prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(await ekiden(['--version'])).toEqual({ code: 0, out: `ekiden ${version}`, err: '' });
+    const r = await execa(process.execPath, [BIN, '--version'], { reject: false });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe(`ekiden ${version}`);
+    const help = await execa(process.execPath, [BIN, 'status', '--help'], { reject: false });
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout).toMatch(/^usage: ekiden status /);
   });
 
   it('`ekiden help` lists every verb', async () => {
@@ -317,6 +454,73 @@ pools:
       timing: DEFAULT_RUNNER_TIMING,
       backoff: DEFAULT_BACKOFF,
     });
+  });
+
+  function twoPools(name: string, pools: [string, string]): string {
+    return file(
+      `${name}-${tag}.yaml`,
+      `temporal: { address: "${address}", taskQueue: ${taskQueue} }
+pools:
+  - { name: ${pools[0]}, hosts: [${host1}], image: img, labels: [self-hosted] }
+  - { name: ${pools[1]}, hosts: [${host1}], image: img, labels: [self-hosted] }
+`,
+    );
+  }
+
+  it('pool create --config is all or none: nothing starts while one of its pools exists, and the rerun works', async () => {
+    const [x, y] = [`cli-${tag}-x`, `cli-${tag}-y`];
+    started.push(poolWorkflowId(x), poolWorkflowId(y));
+    const fleet = twoPools('all-or-none', [x, y]);
+    const first = await ekiden(['pool', 'create', '--config', fleet, y]);
+    expect(first.code, first.err).toBe(0);
+
+    const refused = await ekiden(['pool', 'create', '--config', fleet, '--json']);
+    expect(refused.code).toBe(1);
+    expect(oneLine(refused)).toBe(`ekiden: pool ${y} already exists; use \`ekiden pool scale\`; created none of ${x}, ${y}`);
+    expect(JSON.parse(refused.out)).toEqual([
+      { pool: x, workflowId: `pool/${x}`, created: false },
+      { pool: y, workflowId: `pool/${y}`, created: false, error: `pool ${y} already exists; use \`ekiden pool scale\`` },
+    ]);
+    await expect(client.workflow.getHandle(poolWorkflowId(x)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+
+    expect((await ekiden(['pool', 'delete', y, '--wait', ...conn])).code).toBe(0);
+    const rerun = await ekiden(['pool', 'create', '--config', fleet]);
+    expect(rerun.code, rerun.err).toBe(0);
+    expect(rerun.out.split('\n').map((line) => line.split(':')[0])).toEqual([`pool ${x}`, `pool ${y}`]);
+  });
+
+  it('pool create --config: when a start fails after another succeeded, that one is removed again and the rerun works', async () => {
+    const [p, q] = [`cli-${tag}-p`, `cli-${tag}-q`];
+    started.push(poolWorkflowId(p), poolWorkflowId(q));
+    const fleet = twoPools('rollback', [p, q]);
+    const cmd = parsePoolCommand(['create', '--config', fleet, '--json'], {});
+    const session = await connectTemporal(cmd.target);
+    const out: string[] = [];
+    const err: string[] = [];
+    try {
+      // The server refuses the second start (as it may for a reason of its own, or a pool
+      // created by someone else in between): the first pool is already running by then.
+      const workflows = session.client.workflow;
+      const start = workflows.start.bind(workflows);
+      workflows.start = ((type: string, options: { workflowId: string }) =>
+        options.workflowId === poolWorkflowId(q) ? Promise.reject(new Error('injected: the server refused the start')) : start(type, options as never)) as unknown as typeof workflows.start;
+      const code = await runPoolCommand(session, { env: {}, out: (t) => out.push(t), err: (t) => err.push(t), now: () => Date.now() }, cmd);
+      expect(code).toBe(1);
+    } finally {
+      await session.close();
+    }
+    expect(err).toEqual([`ekiden: pool ${q}: injected: the server refused the start; created none of ${p}, ${q} (pool ${p} was started and has been cancelled again)`]);
+    expect(JSON.parse(out.join('\n'))).toEqual([
+      { pool: p, workflowId: `pool/${p}`, created: false, runId: expect.any(String), rolledBack: 'cancelled' },
+      { pool: q, workflowId: `pool/${q}`, created: false, error: `pool ${q}: injected: the server refused the start` },
+    ]);
+    expect((await client.workflow.getHandle(poolWorkflowId(p)).describe()).status.name).toBe('CANCELLED');
+    await expect(client.workflow.getHandle(poolWorkflowId(q)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+
+    const rerun = await ekiden(['pool', 'create', '--config', fleet]);
+    expect(rerun.code, rerun.err).toBe(0);
+    expect(rerun.out).toContain(`pool ${p}: created pool/${p}`);
+    expect(rerun.out).toContain(`pool ${q}: created pool/${q}`);
   });
 
   it('pool scale applies the update and prints the status; a rejected one exits 1 with its message', async () => {

@@ -52,7 +52,7 @@ describe('worker config', () => {
     ['testing hook', { ...valid, testing: { pauseAfter: [1] } }, env, /^testing\.pauseAfter: /],
     ['unknown host key', { ...valid, host: { ...valid.host, dataDri: '/x' } }, env, /^host\.dataDri: unknown field; did you mean dataDir\?$/],
     ['driver inside host', { ...valid, host: { ...valid.host, driver: valid.driver } }, env, /^host\.driver: unknown field/],
-    ['host capacity', { ...valid, host: { ...valid.host, capacity: 'two' } }, env, /^host\.capacity: "two" is not a whole number ≥ 1/],
+    ['host capacity', { ...valid, host: { ...valid.host, capacity: 'two' } }, env, /^host\.capacity: "two" is not a whole number from 1 to 256 \(VMs at once\); write e\.g\. 2$/],
     ['tart password env', { ...valid, driver: { kind: 'tart', root: '/x', passwordEnv: 'TART_PASSWORD' } }, env, /^driver\.passwordEnv: environment variable TART_PASSWORD is empty/],
     ['unknown top-level key', { ...valid, githbu: {} }, env, /^githbu: unknown field; did you mean github\?$/],
   ])('names the field and the fix: %s', (_name, raw, e, message) => {
