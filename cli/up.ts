@@ -3,12 +3,18 @@
  * a persistent SQLite file (or the cluster named by TEMPORAL_ADDRESS / a client profile), the
  * GitHub emulator when no GitHub credentials are configured, a host worker and a pool.
  * Ctrl-C cancels the pool (every runner cleans up), then stops everything it started.
+ *
+ * Every way out exits: a usage problem (flags, environment, data dir) is found before anything
+ * starts (exit 2); the data dir has one owner (host/data-dir-lock.ts; a second `up` exits 1);
+ * an unreachable Temporal is one line (exit 1); a pool that ends on its own ends `up` with its
+ * reason (exit 1, its runners cancelled); Ctrl-C / SIGTERM clean up and exit (with --jobs,
+ * 130 / 143); the dev server dies with this process even on SIGKILL (temporal/dev-server.ts).
  */
-import { Client, Connection, WorkflowIdConflictPolicy, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError, WorkflowIdConflictPolicy, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection } from '@temporalio/worker';
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
 import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
@@ -21,12 +27,14 @@ import { GitHubEmulator } from '../emulator/github/server.js';
 import { installStandinRunner } from '../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl, type GitHubSettings } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
-import { defaultCacheDir, locateTemporalCli, startDevServer, type DevServer } from '../temporal/dev-server.js';
+import { cannotReachTemporal, defaultCacheDir, locateTemporalCli, startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { createHostWorker } from '../workers/host-worker.js';
 import { installRuntime } from '../workers/logging.js';
 import { WORKFLOW_BUNDLE } from '../workers/main.js';
 import { parseScope } from '../config/schema.js';
-import { UsageError } from './main.js';
+import { UsageError } from './errors.js';
+import { BOUNDS, intProblem, labelProblem, slugProblem } from '../config/bounds.js';
+import { claimDataDir, DataDirError, ensureDataSubdir, type DataDirLock } from '../host/data-dir-lock.js';
 import type { PoolWorkflow } from '../workflows/pool.js';
 import { errorMessage } from '../core/failures.js';
 
@@ -50,14 +58,17 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** Real GitHub when GITHUB_TOKEN is set; a UsageError when the rest of the settings is missing or wrong. */
 function githubFromEnv(env: Env): GitHubSettings | undefined {
   if (!env.GITHUB_TOKEN) return undefined;
   if (!env.EKIDEN_GITHUB_SCOPE) throw new UsageError('GITHUB_TOKEN is set but EKIDEN_GITHUB_SCOPE is not; set it to repo:OWNER/REPO or org:ORG');
-  return {
-    apiUrl: env.GITHUB_API_URL ?? 'https://api.github.com',
-    auth: { kind: 'token', token: env.GITHUB_TOKEN },
-    scope: parseScope(env.EKIDEN_GITHUB_SCOPE, 'EKIDEN_GITHUB_SCOPE'),
-  };
+  let scope: GitHubSettings['scope'];
+  try {
+    scope = parseScope(env.EKIDEN_GITHUB_SCOPE, 'EKIDEN_GITHUB_SCOPE');
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+  return { apiUrl: env.GITHUB_API_URL ?? 'https://api.github.com', auth: { kind: 'token', token: env.GITHUB_TOKEN }, scope };
 }
 
 async function prepareDriver(kind: UpOptions['driver'], dataDir: string, env: Env): Promise<{ driver: VmDriver; image: string }> {
@@ -77,14 +88,144 @@ async function prepareDriver(kind: UpOptions['driver'], dataDir: string, env: En
     }
     return { driver: createDriver({ kind: 'qemu', root: join(dataDir, 'vms'), imagesDir, maxRunning: 2 }), image: DEFAULT_QEMU_IMAGE };
   }
-  throw new UsageError('--driver tart: `ekiden up` has no macOS demo image yet; run `ekiden worker --config` with a tart driver, or use --driver fake');
+  throw new UsageError(TART_UNSUPPORTED);
+}
+
+const TART_UNSUPPORTED = '--driver tart: `ekiden up` has no macOS demo image yet; run `ekiden worker --config` with a tart driver, or use --driver fake';
+
+/**
+ * What up() checks of its options before it starts anything. cli/main.ts parses the flags by
+ * the same rules (config/bounds.ts); this repeats them for any other caller, and adds what
+ * only up knows (an empty --data-dir).
+ */
+export function checkUpOptions(opts: UpOptions): void {
+  if (opts.dataDir.trim() === '') throw new UsageError('--data-dir: empty; give a directory');
+  const slug = slugProblem('--host-id', opts.hostId);
+  if (slug) throw new UsageError(slug);
+  const numbers = [
+    ['--jobs', opts.jobs, BOUNDS.demoJobs],
+    ['--pool-size', opts.poolSize, BOUNDS.demoPoolSize],
+    ['--idle-timeout', opts.idleTimeoutSeconds, BOUNDS.idleTimeoutSeconds],
+  ] as const;
+  for (const [flag, value, rule] of numbers) {
+    const problem = value === undefined ? undefined : intProblem(flag, value, rule);
+    if (problem) throw new UsageError(problem);
+  }
+  if (opts.labels.length === 0) throw new UsageError('--labels: give at least one label');
+  for (const label of opts.labels) {
+    const problem = labelProblem('--labels', label);
+    if (problem) throw new UsageError(problem);
+  }
+  if (opts.driver === 'tart') throw new UsageError(TART_UNSUPPORTED);
+}
+
+/** Ctrl-C or SIGTERM before `up` finished starting. */
+class Interrupted extends Error {
+  override readonly name = 'Interrupted';
+}
+
+const EXIT_ON_SIGNAL: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/** Why the pool workflow ended, from its result. */
+function poolEnd(err: unknown): string {
+  if (err instanceof WorkflowFailedError) {
+    const cause = err.cause;
+    if (cause instanceof TerminatedFailure) return `was terminated${cause.message ? `: ${cause.message}` : ''}`;
+    if (cause instanceof CancelledFailure) return 'was cancelled';
+    if (cause instanceof TimeoutFailure) return 'timed out';
+    return `failed: ${errorMessage(cause ?? err)}`;
+  }
+  return `could not be watched: ${errorMessage(err)}`;
+}
+
+function delay(ms: number): { done: Promise<void>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+  return { done, cancel: () => clearTimeout(timer) };
+}
+
+/** Rejects after `ms` with `onTimeout()`; the timer never keeps the process alive. */
+async function within<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The runners of the demo pool still running after the pool itself ended (they outlive a pool
+ * run): cancel them so each deletes its VM and registration while the worker still serves them.
+ */
+async function cancelOrphanRunners(client: Client, poolId: string, timeoutMs: number): Promise<number> {
+  const handles: WorkflowHandle[] = [];
+  for await (const wf of client.workflow.list({ query: `EkidenPool = "${POOL}" AND ExecutionStatus = "Running"` })) {
+    if (wf.workflowId !== poolId) handles.push(client.workflow.getHandle(wf.workflowId, wf.runId));
+  }
+  await Promise.all(handles.map((h) => h.cancel().catch(() => {})));
+  const wait = delay(timeoutMs);
+  await Promise.race([Promise.all(handles.map((h) => h.result().catch(() => {}))), wait.done]);
+  wait.cancel();
+  return handles.length;
+}
+
+/**
+ * A last resort for the process running `ekiden up` as its command: if something still holds
+ * the event loop a few seconds after up() returned (a native handle nobody closed), exit anyway
+ * with the code up() returned. Never armed for other callers of up().
+ */
+function armExitBackstop(): void {
+  const entry = basename(process.argv[1] ?? '');
+  if (entry !== 'ekiden' && entry !== 'ekiden.js') return;
+  setTimeout(() => {
+    process.stderr.write('ekiden: something kept the process alive after cleanup; exiting\n');
+    process.exit();
+  }, 5_000).unref();
 }
 
 export async function up(opts: UpOptions, env: Env): Promise<number> {
-  const dataDir = resolve(opts.dataDir);
-  await mkdir(join(dataDir, 'logs'), { recursive: true });
-  const workerLog = createWriteStream(join(dataDir, 'logs', 'worker.log'), { flags: 'a' });
-  installRuntime({ sink: (line) => workerLog.write(line + '\n') });
+  try {
+    return await upChecked(opts, env);
+  } finally {
+    armExitBackstop();
+  }
+}
+
+async function upChecked(opts: UpOptions, env: Env): Promise<number> {
+  // Everything a user can get wrong is found before anything starts.
+  checkUpOptions(opts);
+  const realGitHub = githubFromEnv(env);
+  if (opts.jobs !== undefined && realGitHub) throw new UsageError('--jobs needs the GitHub emulator; unset GITHUB_TOKEN (or drop --jobs)');
+  const cluster = Boolean(env.TEMPORAL_ADDRESS || env.TEMPORAL_PROFILE || env.TEMPORAL_CONFIG_FILE);
+  let clusterConfig: ReturnType<typeof loadClientConnectConfig> | undefined;
+  if (cluster) {
+    try {
+      clusterConfig = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: env as Record<string, string> });
+    } catch (err) {
+      throw new UsageError(`Temporal client config (TEMPORAL_ADDRESS / TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE): ${errorMessage(err)}`);
+    }
+  }
+
+  // One owner per data dir: a second `up` (or a worker) on it stops here.
+  let lock: DataDirLock;
+  let workerLogPath: string;
+  try {
+    lock = claimDataDir(opts.dataDir, { command: 'ekiden up' });
+    workerLogPath = join(ensureDataSubdir(lock.dir, 'logs'), 'worker.log');
+  } catch (err) {
+    if (err instanceof DataDirError) throw new UsageError(err.message);
+    throw err;
+  }
+  const dataDir = lock.dir;
+  const workerLog = createWriteStream(workerLogPath, { flags: 'a' });
+  workerLog.on('error', () => {});
+  // Installed when the first native object is made, so that a failure before leaves no runtime alive.
+  const ensureRuntime = () => installRuntime({ sink: (line) => workerLog.write(line + '\n') });
 
   const cleanups: Array<() => Promise<void>> = [];
   const runCleanups = async () => {
@@ -97,31 +238,36 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     }
     cleanups.length = 0;
   };
-  let interrupted = false;
-  let onInterrupt: () => void = () => {};
-  const sigint = () => {
+  let interrupted: NodeJS.Signals | undefined;
+  let interruptNow!: () => void;
+  const interruption = new Promise<void>((r) => (interruptNow = r));
+  let poolRunning = false;
+  const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) {
       say('second interrupt: exiting now; run `ekiden up` again to let workflows finish their cleanup');
-      process.exit(130);
+      process.exit(EXIT_ON_SIGNAL[signal] ?? 130);
     }
-    interrupted = true;
-    say('\nstopping: cancelling runners (each cleans up its VM and registration) …');
-    onInterrupt();
+    interrupted = signal;
+    say(poolRunning ? '\nstopping: cancelling runners (each cleans up its VM and registration) …' : '\nstopping: interrupted while starting; stopping what started …');
+    interruptNow();
   };
-  process.on('SIGINT', sigint);
-  process.on('SIGTERM', sigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  /** Between start-up steps: give up at once when interrupted. */
+  const checkInterrupted = () => {
+    if (interrupted) throw new Interrupted(`interrupted (${interrupted}) while starting`);
+  };
 
   try {
     // Temporal: an existing cluster when configured, else the embedded dev server.
     let address: string;
-    let namespace = env.TEMPORAL_NAMESPACE ?? 'default';
+    let namespace = env.TEMPORAL_NAMESPACE || 'default';
     let connectOptions: Parameters<typeof Connection.connect>[0] = {};
     let uiUrl: string | undefined;
-    if (env.TEMPORAL_ADDRESS || env.TEMPORAL_PROFILE || env.TEMPORAL_CONFIG_FILE) {
-      const cfg = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: env as Record<string, string> });
-      connectOptions = cfg.connectionOptions as typeof connectOptions;
-      address = cfg.connectionOptions.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
-      namespace = cfg.namespace ?? namespace;
+    if (clusterConfig) {
+      connectOptions = clusterConfig.connectionOptions as typeof connectOptions;
+      address = clusterConfig.connectionOptions.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+      namespace = clusterConfig.namespace ?? namespace;
       say(`temporal: using ${address} (namespace ${namespace})`);
     } else {
       const cli = await locateTemporalCli({
@@ -131,6 +277,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
         allowGoInstall: true,
         log: say,
       });
+      checkInterrupted();
       if (cli) {
         const server: DevServer = await startDevServer({
           cliPath: cli,
@@ -144,6 +291,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       } else {
         // Last resort: the SDK downloads a dev server (needs the internet).
         say('temporal: no Temporal CLI found; asking the Temporal SDK to download a dev server …');
+        ensureRuntime();
         const { TestWorkflowEnvironment } = await import('@temporalio/testing');
         const env = await TestWorkflowEnvironment.createLocal({
           server: { dbFilename: join(dataDir, 'temporal.db'), searchAttributes: SEARCH_ATTRIBUTE_KEYS, namespace },
@@ -155,9 +303,27 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       }
       say(`temporal: dev server at ${address}, data in ${join(dataDir, 'temporal.db')}`);
     }
+    checkInterrupted();
+
+    // The worker's connection first: it says at once, and precisely, when the server cannot be reached.
+    ensureRuntime();
+    const nativeConnection = await within(
+      NativeConnection.connect({ ...connectOptions, address } as Parameters<typeof NativeConnection.connect>[0]).catch((err: unknown) => {
+        throw cannotReachTemporal(address, err);
+      }),
+      30_000,
+      () => cannotReachTemporal(address, new Error('no answer within 30 s')),
+    );
+    cleanups.push(() => nativeConnection.close());
+    const connection = await Connection.connect({ ...connectOptions, address }).catch((err: unknown) => {
+      throw cannotReachTemporal(address, err);
+    });
+    cleanups.push(() => connection.close());
+    const client = new Client({ connection, namespace });
+    checkInterrupted();
 
     // GitHub: real when credentials are configured, else the local emulator (demo only).
-    let github = githubFromEnv(env);
+    let github = realGitHub;
     let emulator: GitHubEmulator | undefined;
     if (!github) {
       const token = `ekiden-demo-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
@@ -172,13 +338,9 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     }
 
     const { driver, image } = await prepareDriver(opts.driver, dataDir, env);
+    checkInterrupted();
 
-    const nativeConnection = await NativeConnection.connect({ ...connectOptions, address } as Parameters<typeof NativeConnection.connect>[0]);
-    cleanups.push(() => nativeConnection.close());
     const octokit = createOctokit(github);
-    const connection = await Connection.connect({ ...connectOptions, address });
-    cleanups.push(() => connection.close());
-    const client = new Client({ connection, namespace });
     const size = opts.poolSize ?? Math.min(opts.jobs ?? 2, 2);
     const worker = await createHostWorker({
       client,
@@ -193,13 +355,18 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
       dataDir: join(dataDir, 'host'),
       workflowBundlePath: WORKFLOW_BUNDLE,
       pollIntervalMs: opts.driver === 'qemu' ? 2_000 : 500,
+      // The worker stops after the pool and its runners ended: what still runs then is host
+      // bookkeeping that resumes at the next start, not worth holding the exit for 10 s.
+      shutdownGraceMs: 3_000,
     });
     const workerRun = worker.run();
+    workerRun.catch(() => {});
     cleanups.push(async () => {
       worker.shutdown();
       await workerRun;
     });
-    await Promise.race([worker.ready, workerRun]);
+    await Promise.race([worker.ready, workerRun, interruption]);
+    checkInterrupted();
 
     const config: PoolSpec = {
       name: POOL,
@@ -230,6 +397,7 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) throw err;
     }
+    checkInterrupted();
     const pool = await client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolId,
       taskQueue: SHARED_TASK_QUEUE,
@@ -240,23 +408,53 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
         { key: SA_HOST, value: opts.hostId },
       ],
     });
+    poolRunning = true;
+    let stopping = false;
+    // The pool must run as long as `up` does; if it ends on its own (it failed, someone
+    // terminated or cancelled it), so does `up`.
+    const poolEnded: Promise<string> = pool.result().then(
+      () => 'completed',
+      (err: unknown) => poolEnd(err),
+    );
+    let poolFailure: string | undefined;
+    void poolEnded.then((reason) => {
+      if (!stopping) poolFailure = `pool ${poolId} ${reason}`;
+    });
+    cleanups.push(async () => {
+      // Stop watching before the connection closes under the watch.
+      stopping = true;
+    });
     say(`pool: ${poolId} keeps ${size} runner(s) warm on host ${opts.hostId} (labels ${opts.labels.join(',')})`);
     if (uiUrl) {
       say(`web ui: ${uiUrl}/namespaces/${namespace}/workflows`);
       say(`        runners: ${uiUrl}/namespaces/${namespace}/workflows?query=${encodeURIComponent(`EkidenPool="${POOL}"`)}`);
     }
 
+    /** Ends the pool: cancelled (its runners clean up) when running; else its orphaned runners are cancelled. */
     const stopPool = async () => {
+      const failed = poolFailure;
+      stopping = true;
+      if (failed) {
+        say(`stopping: ${failed}; cancelling its runners (each cleans up its VM and registration) …`);
+        const n = await cancelOrphanRunners(client, poolId, 60_000).catch((err: unknown) => {
+          say(`  could not cancel the runners: ${errorMessage(err)}`);
+          return 0;
+        });
+        if (n > 0) say(`  cancelled ${n} runner(s)`);
+        return;
+      }
       await pool.cancel().catch(() => {});
       await pool.result().catch(() => {});
     };
+    const poolDied = poolEnded.then(() => undefined);
 
     if (opts.jobs === undefined) {
       say('running; press Ctrl-C to stop');
-      await new Promise<void>((resolveWait) => {
-        onInterrupt = resolveWait;
-        if (interrupted) resolveWait();
-      });
+      await Promise.race([interruption, poolDied]);
+      if (poolFailure && !interrupted) {
+        await stopPool();
+        throw new Error(poolFailure);
+      }
       await stopPool();
       say('stopped: every runner cleaned up');
       return 0;
@@ -276,30 +474,42 @@ export async function up(opts: UpOptions, env: Env): Promise<number> {
     }
     say(`jobs: queued ${queued.length} demo job(s); waiting for runners to take them`);
     const started = Date.now();
-    const done = await new Promise<boolean>((resolveWait) => {
-      onInterrupt = () => resolveWait(false);
-      if (interrupted) resolveWait(false);
-      const timer = setInterval(() => {
-        const jobs = emulator!.jobs().filter((j) => queued.some((q) => q.id === j.id));
-        if (jobs.every((j) => j.status === 'completed')) {
-          clearInterval(timer);
-          resolveWait(true);
-        }
+    const queuedIds = new Set(queued.map((q) => q.id));
+    const ours = () => emulator!.jobs().filter((j) => queuedIds.has(j.id));
+    let timer: NodeJS.Timeout | undefined;
+    const allDone = new Promise<void>((resolveWait) => {
+      timer = setInterval(() => {
+        if (ours().every((j) => j.status === 'completed')) resolveWait();
       }, 250);
     });
+    try {
+      await Promise.race([allDone, interruption, poolDied]);
+    } finally {
+      clearInterval(timer);
+    }
+    const done = !interrupted && !poolFailure;
     await stopPool();
-    const jobs = emulator.jobs().filter((j) => queued.some((q) => q.id === j.id));
+    const jobs = ours();
     const ok = jobs.filter((j) => j.conclusion === 'success').length;
-    say(`summary: ${ok}/${jobs.length} job(s) succeeded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    say(`summary: ${ok}/${jobs.length} job(s) succeeded in ${((Date.now() - started) / 1000).toFixed(1)} s${interrupted ? ` (interrupted by ${interrupted})` : ''}`);
     for (const j of jobs) say(`  job ${j.id} ${j.name ?? ''}: ${j.status}/${j.conclusion ?? '-'} on ${j.runner_name ?? '-'}`);
     const leftVms = await driver.list();
     const leftRunners = emulator.runners();
     say(`leftovers: ${leftVms.length} VM(s), ${leftRunners.length} runner registration(s)`);
+    if (interrupted) return EXIT_ON_SIGNAL[interrupted] ?? 130;
+    if (poolFailure) throw new Error(poolFailure);
     return done && ok === jobs.length && leftVms.length === 0 && leftRunners.length === 0 ? 0 : 1;
+  } catch (err) {
+    if (err instanceof Interrupted) {
+      say(`stopped: ${err.message}`);
+      return EXIT_ON_SIGNAL[interrupted ?? 'SIGINT'] ?? 130;
+    }
+    throw err;
   } finally {
     await runCleanups();
-    process.off('SIGINT', sigint);
-    process.off('SIGTERM', sigint);
-    workerLog.end();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await new Promise<void>((r) => workerLog.end(r));
+    lock.release();
   }
 }

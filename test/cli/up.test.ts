@@ -38,7 +38,7 @@ function processesUnder(dir: string): string[] {
 describe('ekiden CLI arguments', () => {
   it.each([
     [['frobnicate'], /^ekiden: unknown command "frobnicate"/],
-    [['up', '--jobs', 'three'], /^ekiden: --jobs: "three" is not a whole number ≥ 1$/],
+    [['up', '--jobs', 'three'], /^ekiden: --jobs: "three" is not a whole number\b/],
     [['up', '--driver', 'vmware'], /^ekiden: --driver: "vmware" is not one of fake, qemu, tart$/],
     [['up', '--bogus'], /^ekiden: Unknown option '--bogus'/],
     [['worker'], /^ekiden: worker: --config FILE is required$/],
