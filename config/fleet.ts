@@ -5,7 +5,7 @@
  * the names of the environment variables or files holding them; they are read later, by the
  * process that needs them (resolveGitHub, resolveDriver, resolveWebhookSecret).
  */
-import { readFileSync } from 'node:fs';
+import { readBoundedFile } from './load.js';
 import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
 import { DEFAULT_BACKOFF, defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
@@ -198,9 +198,9 @@ export function resolveGitHub(config: GitHubConfig, env: Env): GitHubSettings {
   } else {
     let privateKey: string;
     try {
-      privateKey = readFileSync(config.auth.privateKeyFile, 'utf8');
-    } catch {
-      throw new ConfigError(`github.auth.privateKeyFile: cannot read ${config.auth.privateKeyFile}; check the path and permissions`);
+      privateKey = readBoundedFile(config.auth.privateKeyFile, 'GitHub App private key', 64 * 1024);
+    } catch (err) {
+      throw new ConfigError(`github.auth.privateKeyFile: ${errorMessage(err)}`);
     }
     auth = { kind: 'app', appId: config.auth.appId, installationId: config.auth.installationId, privateKey };
   }

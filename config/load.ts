@@ -2,29 +2,55 @@
  * Reads a config file as YAML (`.yaml`, `.yml`) or JSON (`.json`), chosen by its extension.
  * Syntax errors become ConfigErrors naming the file, line and column.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from './fields.js';
 import { errorMessage } from '../core/failures.js';
 
-export function parseConfigText(text: string, file: string): unknown {
+/** A config file is small; anything larger is not one (and is never read whole). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+type Format = 'json' | 'yaml';
+
+function formatOf(file: string): Format {
   const ext = extname(file).toLowerCase();
-  if (ext === '.json') return parseJson(text, file);
-  if (ext === '.yaml' || ext === '.yml') return parseYaml(text, file);
+  if (ext === '.json') return 'json';
+  if (ext === '.yaml' || ext === '.yml') return 'yaml';
   throw new ConfigError(`${file}: unknown config format "${ext || '(no extension)'}"; name the file *.yaml, *.yml or *.json`);
 }
 
-export function loadConfigFile(file: string): unknown {
-  let text: string;
+export function parseConfigText(text: string, file: string): unknown {
+  return formatOf(file) === 'json' ? parseJson(text, file) : parseYaml(text, file);
+}
+
+/**
+ * The text of a small regular file, checked before it is opened: a FIFO would block the read
+ * for ever and a device (/dev/zero) never ends, so neither is read; nor is a file over `maxBytes`.
+ */
+export function readBoundedFile(file: string, what: string, maxBytes: number): string {
+  const cannot = (why: string, fix = 'check the path') => new ConfigError(`${file}: cannot read the ${what} (${why}); ${fix}`);
+  let st: Stats;
   try {
-    text = readFileSync(file, 'utf8');
+    st = statSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : errorMessage(err);
-    throw new ConfigError(`${file}: cannot read the config file (${why}); check the path`);
+    throw cannot(code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'ENOTDIR' ? 'a part of the path is not a directory' : errorMessage(err));
   }
-  return parseConfigText(text, file);
+  if (st.isDirectory()) throw cannot('it is a directory', 'give the path of a file');
+  if (!st.isFile()) throw cannot(`it is not a regular file but a ${st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device'}`, 'give the path of a file');
+  if (st.size > maxBytes) throw cannot(`it is ${st.size} bytes, more than the ${maxBytes} a ${what} may have`, 'give the right file');
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw cannot(code === 'EACCES' ? 'permission denied' : errorMessage(err));
+  }
+}
+
+export function loadConfigFile(file: string): unknown {
+  formatOf(file); // the extension is checked before anything is opened
+  return parseConfigText(readBoundedFile(file, 'config file', MAX_CONFIG_BYTES), file);
 }
 
 function parseYaml(text: string, file: string): unknown {

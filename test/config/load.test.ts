@@ -2,14 +2,15 @@
  * Config files on disk: YAML or JSON by extension, syntax errors with their line, and the
  * worker's choice of host in a fleet file.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../config/fields.js';
 import { parseFleetConfig } from '../../config/fleet.js';
-import { loadConfigFile, parseConfigText } from '../../config/load.js';
+import { loadConfigFile, MAX_CONFIG_BYTES, parseConfigText } from '../../config/load.js';
 import { parseWorkerConfig } from '../../config/schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ekiden-config-'));
@@ -82,6 +83,21 @@ describe('loadConfigFile', () => {
   it('refuses other extensions and missing files', () => {
     expect(() => loadConfigFile(file('fleet.toml', 'x = 1'))).toThrow(/fleet\.toml: unknown config format "\.toml"; name the file \*\.yaml, \*\.yml or \*\.json$/);
     expect(() => loadConfigFile(join(dir, 'missing.yaml'))).toThrow(/missing\.yaml: cannot read the config file \(no such file\)/);
+  });
+
+  it('never opens what is not a small regular file: a FIFO (would block), a device (never ends), a directory, a huge file', () => {
+    const fifo = join(dir, 'fifo.yaml');
+    execFileSync('mkfifo', [fifo]);
+    expect(() => loadConfigFile(fifo)).toThrow(/fifo\.yaml: cannot read the config file \(it is not a regular file but a FIFO\); give the path of a file$/);
+    const zero = join(dir, 'zero.yaml');
+    symlinkSync('/dev/zero', zero);
+    expect(() => loadConfigFile(zero)).toThrow(/zero\.yaml: cannot read the config file \(it is not a regular file but a device\)/);
+    expect(() => loadConfigFile('/dev/zero')).toThrow(/unknown config format "\(no extension\)"/); // the extension is checked first
+    const folder = join(dir, 'folder.yaml');
+    mkdirSync(folder);
+    expect(() => loadConfigFile(folder)).toThrow(/folder\.yaml: cannot read the config file \(it is a directory\)/);
+    const huge = file('huge.yaml', `# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`);
+    expect(() => loadConfigFile(huge)).toThrow(/huge\.yaml: cannot read the config file \(it is \d+ bytes, more than the 1048576 a config file may have\)/);
   });
 
   it('an empty YAML file is an empty fleet', () => {

@@ -48,7 +48,7 @@ describe('worker config', () => {
     ['github.apiUrl', { ...valid, github: { ...valid.github, apiUrl: 'not a url' } }, env, /^github\.apiUrl: /],
     ['token env empty', valid, {}, /^github\.auth\.tokenEnv: environment variable GH_TOKEN is empty/],
     ['auth missing', { ...valid, github: { scope: 'org:acme', auth: {} } }, env, /^github\.auth: set tokenEnv/],
-    ['app key file', { ...valid, github: { scope: 'org:acme', auth: { appId: 1, installationId: 2, privateKeyFile: '/nonexistent.pem' } } }, env, /^github\.auth\.privateKeyFile: cannot read/],
+    ['app key file', { ...valid, github: { scope: 'org:acme', auth: { appId: 1, installationId: 2, privateKeyFile: '/nonexistent.pem' } } }, env, /^github\.auth\.privateKeyFile: \/nonexistent\.pem: cannot read the GitHub App private key \(no such file\)/],
     ['testing hook', { ...valid, testing: { pauseAfter: [1] } }, env, /^testing\.pauseAfter: /],
     ['unknown host key', { ...valid, host: { ...valid.host, dataDri: '/x' } }, env, /^host\.dataDri: unknown field; did you mean dataDir\?$/],
     ['driver inside host', { ...valid, host: { ...valid.host, driver: valid.driver } }, env, /^host\.driver: unknown field/],
