@@ -6,6 +6,7 @@ import type { TestProject } from 'vitest/node';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nowTicks, strays } from './strays.js';
 import { defaultCacheDir, locateTemporalCli, startDevServer, type DevServer } from '../../temporal/dev-server.js';
 
 let server: DevServer | undefined;
@@ -19,7 +20,10 @@ declare module 'vitest' {
   }
 }
 
+let startedAt = 0;
+
 export async function setup(project: TestProject): Promise<void> {
+  startedAt = nowTicks();
   const cli = await locateTemporalCli({
     explicitPath: process.env.TEMPORAL_CLI_PATH,
     searchPath: process.env.PATH,
@@ -43,4 +47,16 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardown(): Promise<void> {
   await server?.stop();
+  // No process a test started may outlive the run: give stopping ones a moment, then fail.
+  let left = strays(startedAt);
+  for (let i = 0; i < 50 && left.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    left = strays(startedAt);
+  }
+  if (left.length === 0) return;
+  // Not killed: with two suites running at once, the other run's processes look the same.
+  // Vitest reports a teardown error without failing the run: fail it here.
+  process.exitCode = 1;
+  throw new Error(`the test run left ${left.length} process(es) behind:\n${left.map((p) => `  ${p.pid} ${p.cmdline.slice(0, 200)}`).join('\n')}`);
 }
+
