@@ -19,6 +19,7 @@ import { runnersCommand } from './runners.js';
 import { statusCommand } from './status.js';
 import type { UpOptions } from './up.js';
 import { packageVersion } from './version.js';
+import { WEBHOOK_OPTIONS } from '../webhooks/options.js';
 import { errorMessage } from '../core/failures.js';
 
 export { UsageError } from './errors.js';
@@ -64,15 +65,7 @@ const WORKER_HELP = helpText(
   false,
 );
 
-/** webhooks/command.ts's flags (its parser has no --help; the dispatch here answers it). */
-const WEBHOOK_OPTIONS = {
-  config: { type: 'string' },
-  port: { type: 'string' },
-  host: { type: 'string' },
-  'secret-env': { type: 'string' },
-  temporal: { type: 'string' },
-  namespace: { type: 'string' },
-} as const satisfies Options;
+// webhooks/command.ts's parser has no --help; the dispatch here answers it, with its flags.
 const WEBHOOK_SYNOPSIS = 'ekiden webhook [--config FILE] [--port N] [--host H] [--secret-env NAME] [--temporal HOST:PORT] [--namespace NS]';
 const WEBHOOK_HELP = helpText(
   [WEBHOOK_SYNOPSIS],

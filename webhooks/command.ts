@@ -14,6 +14,7 @@
  * the file, Temporal comes from TEMPORAL_ADDRESS / TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE, else
  * 127.0.0.1:7233. Invalid arguments exit 2 with a one-line reason.
  */
+import { WEBHOOK_OPTIONS } from './options.js';
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { parseArgs } from 'node:util';
@@ -74,20 +75,14 @@ function readConfig(file: string, env: Env): FileSettings {
   };
 }
 
+
 /** Parses argv and the environment; throws a UsageError with a one-line reason. */
 export function parseWebhookArgs(argv: string[], env: Env): WebhookSettings {
   const { values } = parseArgs({
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: {
-      config: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'secret-env': { type: 'string' },
-      temporal: { type: 'string' },
-      namespace: { type: 'string' },
-    },
+    options: WEBHOOK_OPTIONS,
   });
   const file = values.config === undefined ? undefined : readConfig(values.config, env);
   const webhook = file?.fleet.webhook;

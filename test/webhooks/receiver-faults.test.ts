@@ -14,16 +14,14 @@ import type { Server } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { poolWorkflowId } from '../../core/names.js';
 import type { EmulatorJob } from '../../emulator/github/state.js';
 import { workflowJobPayload } from '../../emulator/github/webhooks.js';
-import { poolStatusQuery } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 import type { WebhookLogger } from '../../webhooks/log.js';
-import { POOL_LIST_QUERY } from '../../webhooks/pools.js';
 import { closeServer, createWebhookServer, HEALTH_PATH, listenOn, WEBHOOK_PATH } from '../../webhooks/server.js';
 import { TemporalCalls } from '../../webhooks/temporal.js';
-import { fakePoolRecordQuery, type FakePoolInput, type FakePoolRecord } from './fake-pool-workflow.js';
+import { poolStarter, uniq } from './pools-support.js';
+import { fakePoolRecordQuery, type FakePoolRecord } from './fake-pool-workflow.js';
 
 const SECRET = `whsec-${randomUUID()}`;
 const FORM = 'application/x-www-form-urlencoded';
@@ -109,26 +107,7 @@ const taskQueue = `webhooks-faults-${randomUUID().slice(0, 8)}`;
 const handles: WorkflowHandle[] = [];
 let jobSeq = 8_000_000 + Math.floor(Math.random() * 1_000_000);
 
-function uniq(prefix: string): string {
-  return `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
-async function startPool(input: FakePoolInput): Promise<WorkflowHandle> {
-  const workflowId = poolWorkflowId(input.name);
-  const handle = await client.workflow.start('PoolWorkflow', { taskQueue, workflowId, args: [input] });
-  handles.push(handle);
-  await waitUntil(
-    async () => {
-      let listed = false;
-      for await (const _ of client.workflow.list({ query: `${POOL_LIST_QUERY} AND WorkflowId = '${workflowId}'` })) listed = true;
-      return listed && (await handle.query(poolStatusQuery)).pool === input.name;
-    },
-    (ok) => ok,
-    20_000,
-    `pool ${input.name} visible and answering`,
-  );
-  return handle;
-}
+const startPool = poolStarter(() => client, taskQueue, handles);
 
 function record(handle: WorkflowHandle): Promise<FakePoolRecord> {
   return handle.query(fakePoolRecordQuery);

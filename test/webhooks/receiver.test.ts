@@ -13,17 +13,16 @@ import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { poolWorkflowId, runnerName as makeRunnerName, runToken } from '../../core/names.js';
+import { runnerName as makeRunnerName, runToken } from '../../core/names.js';
 import { SA_RUNNER } from '../../core/search-attributes.js';
 import { GitHubEmulator } from '../../emulator/github/server.js';
 import type { EmulatorJob } from '../../emulator/github/state.js';
 import { workflowJobPayload } from '../../emulator/github/webhooks.js';
-import { poolStatusQuery } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 import type { WebhookLogger } from '../../webhooks/log.js';
-import { POOL_LIST_QUERY } from '../../webhooks/pools.js';
 import { closeServer, createWebhookServer, listenOn, WEBHOOK_PATH } from '../../webhooks/server.js';
-import { fakePoolRecordQuery, fakeRunnerJobsQuery, type FakePoolInput, type FakePoolRecord } from './fake-pool-workflow.js';
+import { poolStarter, uniq } from './pools-support.js';
+import { fakePoolRecordQuery, fakeRunnerJobsQuery, type FakePoolRecord } from './fake-pool-workflow.js';
 
 const SECRET = `whsec-${randomUUID()}`;
 const REPO = 'acme/app';
@@ -49,26 +48,7 @@ const taskQueue = `webhooks-test-${randomUUID().slice(0, 8)}`;
 const handles: WorkflowHandle[] = [];
 let jobSeq = 7_000_000 + Math.floor(Math.random() * 1_000_000);
 
-function uniq(prefix: string): string {
-  return `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
-}
-
-async function startPool(input: FakePoolInput): Promise<WorkflowHandle> {
-  const workflowId = poolWorkflowId(input.name);
-  const handle = await client.workflow.start('PoolWorkflow', { taskQueue, workflowId, args: [input] });
-  handles.push(handle);
-  await waitUntil(
-    async () => {
-      let listed = false;
-      for await (const _ of client.workflow.list({ query: `${POOL_LIST_QUERY} AND WorkflowId = '${workflowId}'` })) listed = true;
-      return listed && (await handle.query(poolStatusQuery)).pool === input.name;
-    },
-    (ok) => ok,
-    20_000,
-    `pool ${input.name} visible and answering`,
-  );
-  return handle;
-}
+const startPool = poolStarter(() => client, taskQueue, handles);
 
 async function record(handle: WorkflowHandle): Promise<FakePoolRecord> {
   return handle.query(fakePoolRecordQuery);
