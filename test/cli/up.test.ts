@@ -3,37 +3,15 @@
  * emulator, worker and pool), and Ctrl-C leaving nothing behind.
  */
 import { execa } from 'execa';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, temporalSkipReason } from '../support/harness.js';
+import { processesUnder } from './ekiden-process.js';
 
 const BIN = join(ROOT, 'bin', 'ekiden.js');
 const skip = temporalSkipReason();
-
-/** Live processes whose argv mentions `dir` (fake guests, the dev server's db file…). */
-function processesUnder(dir: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue; // zombie: already dead
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      const env = readFileSync(`/proc/${pid}/environ`, 'utf8');
-      let cwd = '';
-      try {
-        cwd = readlinkSync(`/proc/${pid}/cwd`);
-      } catch {
-        // no cwd to read
-      }
-      if (cmd.includes(dir) || env.includes(dir) || cwd.startsWith(dir)) found.push(`${pid} ${cmd}`);
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return found;
-}
 
 describe('ekiden CLI arguments', () => {
   it.each([
