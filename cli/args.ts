@@ -11,6 +11,7 @@ import { parseIntText, slugProblem, type IntRule } from '../config/bounds.js';
 import { parseFleetConfig, type FleetConfig } from '../config/fleet.js';
 import { loadConfigFile } from '../config/load.js';
 import { isSlug } from '../core/names.js';
+import { readEndpoint, type Endpoint } from '../host/endpoint.js';
 import { HelpRequest, UsageError } from './errors.js';
 import type { Env } from './io.js';
 import { resolveTarget, type TemporalTarget } from './temporal.js';
@@ -19,7 +20,12 @@ import { resolveTarget, type TemporalTarget } from './temporal.js';
 export interface Common {
   target: TemporalTarget;
   json: boolean;
+  /** The Web UI of the `ekiden up` whose data dir named the target, when it has one. */
+  uiUrl?: string;
 }
+
+/** `ekiden up`'s data dir unless `--data-dir` says otherwise; the read verbs look there too. */
+export const DEFAULT_DATA_DIR = '.ekiden';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -29,6 +35,7 @@ const COMMON_OPTIONS = {
   address: { type: 'string' },
   namespace: { type: 'string' },
   config: { type: 'string' },
+  'data-dir': { type: 'string' },
   json: { type: 'boolean' },
 } as const satisfies Options;
 
@@ -37,6 +44,7 @@ export const COMMON_FLAGS: ReadonlyArray<readonly [string, string]> = [
   ['--address HOST:PORT', 'Temporal server (else the config file\'s, else TEMPORAL_ADDRESS, else 127.0.0.1:7233)'],
   ['--namespace NS', 'Temporal namespace (else the config file\'s, else TEMPORAL_NAMESPACE, else default)'],
   ['--config FILE', 'fleet config file (YAML or JSON): its temporal section'],
+  ['--data-dir DIR', `the running \`ekiden up\` on DIR: its server, namespace and Web UI (without the flags above, ${DEFAULT_DATA_DIR} is looked at too)`],
   ['--json', 'machine-readable JSON on stdout'],
   ['-h, --help', 'this help'],
 ];
@@ -155,13 +163,37 @@ export function loadFleet(file: string, env: Env): FleetConfig {
   return parseFleetConfig(loadConfigFile(file), env);
 }
 
+/**
+ * The `ekiden up` to talk to: the one on `--data-dir` (an error when none runs there), else —
+ * when neither a flag, the config file nor the environment names a server — the one on
+ * DEFAULT_DATA_DIR in the current directory, if it runs.
+ */
+function endpointOf(dataDir: string | undefined, named: boolean): Endpoint | undefined {
+  if (dataDir !== undefined) {
+    const found = readEndpoint(dataDir);
+    if ('missing' in found) throw new UsageError(`--data-dir: ${found.missing}; start it with ekiden up --data-dir ${dataDir}, or give --address`);
+    return found;
+  }
+  if (named) return undefined;
+  const found = readEndpoint(DEFAULT_DATA_DIR);
+  return 'missing' in found ? undefined : found;
+}
+
 /** The common flags' meaning; `fleet` is the already-read `--config` file, else it is read here. */
-export function commonOf(values: { address?: FlagValue; namespace?: FlagValue; config?: FlagValue; json?: FlagValue }, env: Env, fleet?: FleetConfig): Common {
+export function commonOf(
+  values: { address?: FlagValue; namespace?: FlagValue; config?: FlagValue; json?: FlagValue; 'data-dir'?: FlagValue },
+  env: Env,
+  fleet?: FleetConfig,
+): Common {
   const file = fleet ?? (typeof values.config === 'string' ? loadFleet(values.config, env) : undefined);
-  return {
-    target: resolveTarget({ address: strFlag(values.address), namespace: strFlag(values.namespace) }, file?.temporal, env),
+  const address = strFlag(values.address);
+  const endpoint = address === undefined ? endpointOf(strFlag(values['data-dir']), Boolean(file?.temporal.address || env.TEMPORAL_ADDRESS)) : undefined;
+  const common: Common = {
+    target: resolveTarget({ address: address ?? endpoint?.address, namespace: strFlag(values.namespace) ?? endpoint?.namespace }, file?.temporal, env),
     json: values.json === true,
   };
+  if (endpoint?.uiUrl) common.uiUrl = endpoint.uiUrl;
+  return common;
 }
 
 /** A verb that takes only the common flags (`ekiden status`, `ekiden hosts`). */

@@ -14,7 +14,7 @@ import { explain, listOpen, QUERY_TIMEOUT_MS, withTimeout, type TemporalSession 
 export const HOSTS_USAGE = '  ekiden hosts';
 
 export const HOSTS_HELP = helpText(
-  ['ekiden hosts [--address HOST:PORT] [--namespace NS] [--config FILE] [--json]'],
+  ['ekiden hosts [--address HOST:PORT] [--namespace NS] [--config FILE] [--data-dir DIR] [--json]'],
   'Every running host: its state, driver, used/capacity VM slots, last heartbeat, version and labels.',
   [],
 );

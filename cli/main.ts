@@ -8,7 +8,7 @@
  */
 import { BOUNDS, labelProblem } from '../config/bounds.js';
 import { ConfigError } from '../config/fields.js';
-import { helpText, intFlag, listFlag, parseFlags, range, slugFlag, wantsHelp, type Options } from './args.js';
+import { DEFAULT_DATA_DIR, helpText, intFlag, listFlag, parseFlags, range, slugFlag, wantsHelp, type Options } from './args.js';
 import { parseArgsMessage } from './command.js';
 import { HelpRequest, UsageError } from './errors.js';
 import { FLEET_USAGE } from './fleet.js';
@@ -24,7 +24,7 @@ import { errorMessage } from '../core/failures.js';
 
 export { UsageError } from './errors.js';
 
-const UP_DEFAULTS = { dataDir: '.ekiden', labels: 'self-hosted,ekiden', hostId: 'local' } as const;
+const UP_DEFAULTS = { dataDir: DEFAULT_DATA_DIR, labels: 'self-hosted,ekiden', hostId: 'local' } as const;
 
 const UP_OPTIONS = {
   driver: { type: 'string' },

@@ -4,10 +4,10 @@
  * runner; the filters are part of the list query), each with a link to it in the Temporal Web
  * UI. `ekiden status` shows the same table without the links.
  *
- * The links' base is `--ui-url`, else TEMPORAL_UI_URL, else DEFAULT_UI_URL — the Web UI of a
- * Temporal CLI dev server on its default ports (`temporal server start-dev`). `ekiden up`
- * starts its dev server on free ports and only prints its UI URL (`web ui: …`); nothing
- * records it, so pass that URL with `--ui-url` (or export TEMPORAL_UI_URL).
+ * The links' base is `--ui-url`, else TEMPORAL_UI_URL, else the Web UI of the `ekiden up` the
+ * command talks to (it records its address and UI URL in its data dir: host/endpoint.ts; found
+ * with `--data-dir`, or in ./.ekiden when nothing else names a server), else DEFAULT_UI_URL —
+ * a Temporal CLI dev server on its default ports (`temporal server start-dev`).
  */
 import { RunnerPhase, SA_HOST, SA_JOB, SA_PHASE, SA_POOL, SA_RUNNER } from '../core/search-attributes.js';
 import { commonOf, helpText, parse, slugFlag, strFlag, type Common } from './args.js';
@@ -24,13 +24,13 @@ export const RUNNERS_USAGE = '  ekiden runners [--pool P] [--host H] [--phase X]
 const RUNNER_PHASES: readonly string[] = Object.values(RunnerPhase);
 
 export const RUNNERS_HELP = helpText(
-  ['ekiden runners [--pool P] [--host H] [--phase X] [--ui-url URL] [--address HOST:PORT] [--namespace NS] [--config FILE] [--json]'],
+  ['ekiden runners [--pool P] [--host H] [--phase X] [--ui-url URL] [--address HOST:PORT] [--namespace NS] [--config FILE] [--data-dir DIR] [--json]'],
   'Every running runner (pool, host, phase, age, job), each with a link to its workflow in the Temporal Web UI.',
   [
     ['--pool P', 'only this pool\'s runners'],
     ['--host H', 'only the runners on this host'],
     ['--phase X', `only runners in this phase: ${RUNNER_PHASES.join(', ')}`],
-    ['--ui-url URL', `Web UI base of the links (http or https): else TEMPORAL_UI_URL, else ${DEFAULT_UI_URL} (a Temporal dev server's default); \`ekiden up\` prints its own ("web ui: …")`],
+    ['--ui-url URL', `Web UI base of the links (http or https): else TEMPORAL_UI_URL, else that of the \`ekiden up\` on --data-dir (or ./.ekiden), else ${DEFAULT_UI_URL} (a Temporal dev server's default)`],
   ],
 );
 
@@ -97,9 +97,11 @@ export function parseRunnersCommand(argv: string[], env: Env): RunnersCommand {
   const host = slugFlag('host', values.host);
   const phase = strFlag(values.phase);
   if (phase !== undefined && !RUNNER_PHASES.includes(phase)) throw new UsageError(`--phase: "${phase}" is not one of ${RUNNER_PHASES.join(', ')}`);
+  const common = commonOf(values, env);
   const flag = strFlag(values['ui-url']);
-  const source = flag !== undefined ? '--ui-url' : env.TEMPORAL_UI_URL ? 'TEMPORAL_UI_URL' : 'default';
-  const uiUrl = (flag ?? (env.TEMPORAL_UI_URL || DEFAULT_UI_URL)).replace(/\/+$/, '');
+  const [given, source] =
+    flag !== undefined ? [flag, '--ui-url'] : env.TEMPORAL_UI_URL ? [env.TEMPORAL_UI_URL, 'TEMPORAL_UI_URL'] : common.uiUrl ? [common.uiUrl, 'the data dir'] : [DEFAULT_UI_URL, 'default'];
+  const uiUrl = given.replace(/\/+$/, '');
   let url: URL | undefined;
   try {
     url = new URL(uiUrl);
@@ -109,7 +111,7 @@ export function parseRunnersCommand(argv: string[], env: Env): RunnersCommand {
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash) {
     throw new UsageError(`${source}: "${uiUrl}" is not an http(s) URL of the Temporal Web UI; write e.g. ${DEFAULT_UI_URL}`);
   }
-  return { verb: 'runners', ...commonOf(values, env), pool, host, phase, uiUrl };
+  return { verb: 'runners', ...common, pool, host, phase, uiUrl };
 }
 
 export async function runRunners(session: TemporalSession, io: CliIo, cmd: RunnersCommand): Promise<number> {

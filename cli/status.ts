@@ -17,7 +17,7 @@ import { explain, listOpen, QUERY_TIMEOUT_MS, withTimeout, type TemporalSession 
 export const STATUS_USAGE = '  ekiden status';
 
 export const STATUS_HELP = helpText(
-  ['ekiden status [--address HOST:PORT] [--namespace NS] [--config FILE] [--json]'],
+  ['ekiden status [--address HOST:PORT] [--namespace NS] [--config FILE] [--data-dir DIR] [--json]'],
   'The fleet at a glance: every running pool (target, starting/idle/busy/cleaning, pending jobs,\ndraining, failures, blocked), then the hosts and runners tables of `ekiden hosts` and `ekiden runners`.',
   [],
 );

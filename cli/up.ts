@@ -34,6 +34,7 @@ import { WORKFLOW_BUNDLE } from '../workers/main.js';
 import { parseScope } from '../config/schema.js';
 import { UsageError } from './errors.js';
 import { BOUNDS, intProblem, labelProblem, slugProblem } from '../config/bounds.js';
+import { writeEndpoint } from '../host/endpoint.js';
 import { claimDataDir, DataDirError, ensureDataSubdir, type DataDirLock } from '../host/data-dir-lock.js';
 import type { PoolWorkflow } from '../workflows/pool.js';
 import { errorMessage } from '../core/failures.js';
@@ -315,6 +316,9 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
       () => cannotReachTemporal(address, new Error('no answer within 30 s')),
     );
     cleanups.push(() => nativeConnection.close());
+    // Where the operator verbs find this server and its Web UI (`ekiden runners --data-dir …`).
+    const removeEndpoint = writeEndpoint(dataDir, { address, namespace, ...(uiUrl ? { uiUrl } : {}) });
+    cleanups.push(async () => removeEndpoint());
     const connection = await Connection.connect({ ...connectOptions, address }).catch((err: unknown) => {
       throw cannotReachTemporal(address, err);
     });

@@ -282,6 +282,18 @@ export function lockDataDir(dir: string, opts: { command?: string } = {}): DataD
   throw new DataDirError(`data dir ${abs}: could not take ${file}: other processes keep taking it over; try again`);
 }
 
+/** The pid of the live process holding `dir`'s lock, or undefined when none does. */
+export function lockHolder(dir: string): number | undefined {
+  let holder: ReturnType<typeof readHolder>;
+  try {
+    holder = readHolder(join(resolve(dir), LOCK_FILE));
+  } catch {
+    return undefined; // unreadable (a file in the way, no permission): nobody we can see
+  }
+  if (holder === 'gone' || holder === 'unreadable') return undefined;
+  return isAlive(holder.pid, holder.started) ? holder.pid : undefined;
+}
+
 function holdLock(dir: string, file: string, content: string): DataDirLock {
   let held = true;
   const release = () => {

@@ -248,7 +248,7 @@ hosts:
     expect(wrong.stderr.trim()).toBe('ekiden worker: --host: no host "m3" in the file; hosts: m1, m2');
   });
 
-  const COMMON = ['--address', '--namespace', '--config', '--json'];
+  const COMMON = ['--address', '--namespace', '--config', '--data-dir', '--json'];
   it.each(
     (
       [

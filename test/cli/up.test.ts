@@ -57,11 +57,23 @@ describe.skipIf(skip)('ekiden up', () => {
     }
     while (processesUnder(join(dataDir, 'vms')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     expect(processesUnder(join(dataDir, 'vms')).length).toBeGreaterThan(0);
+    // The operator verbs find this `up` by its data dir: its server and the Web UI it printed.
+    const ui = /web ui: (http:\/\/127\.0\.0\.1:\d+)\//.exec(out)?.[1];
+    expect(ui, out).toBeDefined();
+    const listed = await execa(process.execPath, [BIN, 'runners', '--data-dir', dataDir, '--json'], { reject: false, env: { TEMPORAL_ADDRESS: '' } });
+    expect(listed.exitCode, listed.stderr).toBe(0);
+    const rows = JSON.parse(listed.stdout) as Array<{ workflowId: string; url?: string }>;
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) expect(row.url).toBe(`${ui}/namespaces/default/workflows/${encodeURIComponent(row.workflowId)}`);
     child.kill('SIGINT');
     const r = await child;
     expect(r.exitCode, out + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/stopped: every runner cleaned up/);
     expect(vms()).toEqual([]);
     expect(processesUnder(dataDir)).toEqual([]);
+    // Once it stopped, nothing on the data dir answers for it.
+    const after = await execa(process.execPath, [BIN, 'runners', '--data-dir', dataDir], { reject: false, env: { TEMPORAL_ADDRESS: '' } });
+    expect(after.exitCode).toBe(2);
+    expect(after.stderr.trim()).toBe(`ekiden: --data-dir: no ekiden up is running on data dir ${dataDir}; start it with ekiden up --data-dir ${dataDir}, or give --address`);
   });
 });
