@@ -123,35 +123,42 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
   const serveShared = opts.serveShared ?? true;
   const sharedQueue = opts.sharedTaskQueue ?? SHARED_TASK_QUEUE;
   const workers: Worker[] = [];
-  if (serveHost) {
-    workers.push(
-    await Worker.create({
-      connection: opts.connection,
-      namespace: opts.namespace,
-      taskQueue: hostTaskQueue(opts.hostId),
-      activities: { ...hostActivities, ...fleetHost },
-      // Heartbeats are how a cancellation (a retired runner, a deleted pool) reaches a waiting
-      // step: send them often enough that it arrives in seconds, not at 0.8 × heartbeat timeout.
-      maxHeartbeatThrottleInterval: '2 seconds',
-      interceptors: { activityInbound: opts.activityInbound ?? [] },
-      shutdownGraceTime: grace,
-      identity: `ekiden-host-${opts.hostId}@${process.pid}`,
-    }),
-    );
-  }
-  if (opts.serveShared ?? true) {
-    workers.push(
-      await Worker.create({
-        connection: opts.connection,
-        namespace: opts.namespace,
-        taskQueue: sharedQueue,
-        workflowBundle: { codePath: opts.workflowBundlePath },
-        activities: { ...createGitHubActivities({ github: opts.github }), ...fleetShared },
-        interceptors: { activityInbound: opts.activityInbound ?? [] },
-        shutdownGraceTime: grace,
-        identity: `ekiden-shared-${opts.hostId}@${process.pid}`,
-      }),
-    );
+  try {
+    if (serveHost) {
+      workers.push(
+        await Worker.create({
+          connection: opts.connection,
+          namespace: opts.namespace,
+          taskQueue: hostTaskQueue(opts.hostId),
+          activities: { ...hostActivities, ...fleetHost },
+          // Heartbeats are how a cancellation (a retired runner, a deleted pool) reaches a waiting
+          // step: send them often enough that it arrives in seconds, not at 0.8 × heartbeat timeout.
+          maxHeartbeatThrottleInterval: '2 seconds',
+          interceptors: { activityInbound: opts.activityInbound ?? [] },
+          shutdownGraceTime: grace,
+          identity: `ekiden-host-${opts.hostId}@${process.pid}`,
+        }),
+      );
+    }
+    if (opts.serveShared ?? true) {
+      workers.push(
+        await Worker.create({
+          connection: opts.connection,
+          namespace: opts.namespace,
+          taskQueue: sharedQueue,
+          workflowBundle: { codePath: opts.workflowBundlePath },
+          activities: { ...createGitHubActivities({ github: opts.github }), ...fleetShared },
+          interceptors: { activityInbound: opts.activityInbound ?? [] },
+          shutdownGraceTime: grace,
+          identity: `ekiden-shared-${opts.hostId}@${process.pid}`,
+        }),
+      );
+    }
+  } catch (err) {
+    // A Worker that was created but never run still holds the native runtime (the process
+    // would never exit): run the ones made so far to an immediate shutdown before giving up.
+    await Promise.all(workers.map((w) => w.runUntil(Promise.resolve()).catch(() => {})));
+    throw err;
   }
   /** Before serving: remove what a previous life of this host left behind, then say hello. */
   const arrive = async (): Promise<ArrivalReport> => {

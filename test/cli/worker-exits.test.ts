@@ -4,11 +4,13 @@
  * exits 1 with one line, and one host's data dir has one worker: a second exits 1 naming the
  * first's pid, and the first still drains and exits on SIGTERM, releasing the lock.
  */
+import { execa } from 'execa';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { temporalSkipReason } from '../support/harness.js';
+import { ROOT, temporalSkipReason } from '../support/harness.js';
 import { finished, killAll, lines, runEkiden, startEkiden, tempDir } from './ekiden-process.js';
 
 afterEach(killAll);
@@ -102,5 +104,41 @@ describe.skipIf(skip)('ekiden worker: one worker per host data dir', () => {
     expect(r.timedOut).toBe(false);
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect(existsSync(join(dataDir, 'ekiden.lock')), 'the lock is released').toBe(false);
+  });
+});
+
+describe.skipIf(skip)('a host worker that cannot be made', () => {
+  it('releases the Temporal worker it had already made, so the process exits', { timeout: 60_000 }, async () => {
+    // The host queue's worker is created first; the shared one then fails (no workflow bundle).
+    // A created Worker that is never run keeps the native runtime, and the process, alive.
+    const dir = tempDir('ekiden-worker-half-');
+    const script = join(dir, 'half.mjs');
+    const dist = (p: string) => JSON.stringify(join(ROOT, 'dist', p));
+    writeFileSync(
+      script,
+      `import { NativeConnection } from ${JSON.stringify(createRequire(import.meta.url).resolve('@temporalio/worker'))};
+import { createHostWorker } from ${dist('workers/host-worker.js')};
+import { createDriver } from ${dist('drivers/index.js')};
+const connection = await NativeConnection.connect({ address: process.env.ADDRESS });
+try {
+  await createHostWorker({
+    connection, namespace: 'default', hostId: 'half-made', sharedTaskQueue: 'ekiden-half-made',
+    driver: createDriver({ kind: 'fake', root: ${JSON.stringify(join(dir, 'vms'))}, images: {} }),
+    github: {}, githubRunnerUrl: 'http://127.0.0.1:9', dataDir: ${JSON.stringify(join(dir, 'host'))},
+    workflowBundlePath: ${JSON.stringify(join(dir, 'no-such-bundle.js'))},
+  });
+  console.log('created');
+} catch (err) {
+  console.log('refused: ' + (err instanceof Error ? err.message.split('\\n')[0] : String(err)));
+  process.exitCode = 3;
+} finally {
+  await connection.close();
+}
+`,
+    );
+    const r = await execa(process.execPath, [script], { cwd: ROOT, env: { ADDRESS: inject('temporalAddress') }, reject: false, timeout: 40_000 });
+    expect(r.timedOut, 'the process exits on its own').toBe(false);
+    expect(r.exitCode, r.stderr).toBe(3);
+    expect(r.stdout).toMatch(/^refused: /);
   });
 });
