@@ -160,7 +160,7 @@ export function nameArg(what: string, positionals: string[], usage: string): str
 }
 
 export function loadFleet(file: string, env: Env): FleetConfig {
-  return parseFleetConfig(loadConfigFile(file), env);
+  return parseFleetConfig(loadConfigFile(file), env, { configFile: file });
 }
 
 /**

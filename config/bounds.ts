@@ -26,9 +26,15 @@
  * | `webhook.maxBodyBytes` | 1 – 64 MiB |
  * | `ekiden up --jobs`, `--pool-size` | 1–1000 |
  * | `ekiden up --idle-timeout` | 1 s – 30 days |
+ * | image `keep` | 1–100 old builds |
+ * | image `buildTimeout` | 1 minute – 2 days (default 2h) |
+ * | image `smokeTest.timeout` | 1 s – 1 day (default 10m) |
+ * | image `schedule.catchupWindow` | 1 minute – 30 days (default 1h) |
  *
  * Whole numbers are JSON/YAML numbers in a file; on a command line they are decimal digits
- * only (no exponent, hex, sign other than a leading `-`, or surrounding whitespace).
+ * only (no exponent, hex, sign other than a leading `-`, or surrounding whitespace). A
+ * duration (the image fields above) is a string of whole numbers with units — `ms`, `s`, `m`,
+ * `h`, `d` — such as `90s`, `2h` or `1h30m`; its rule is the same table's, in milliseconds.
  *
  * Names of pools and hosts are slugs (core/names.ts). An image reference is either
  * - `qemu:NAME` (NAME: lower-case letters, digits, `.`, `_`, `-`, starting with a letter or
@@ -77,6 +83,10 @@ export const BOUNDS = {
   demoJobs: { min: 1, max: 1000, unit: 'demo jobs', example: 3 },
   demoPoolSize: { min: 1, max: 1000, unit: 'runners', example: 2 },
   idleTimeoutSeconds: { min: 1, max: (30 * DAY_MS) / 1000, unit: 's, at most 30 days', example: 3600 },
+  imageKeep: { min: 1, max: 100, unit: 'old builds kept', example: 5 },
+  buildTimeoutMs: { min: 60_000, max: 2 * DAY_MS, unit: 'from 1m to 2d', example: 2 * 3_600_000 },
+  smokeTimeoutMs: { min: 1_000, max: DAY_MS, unit: 'from 1s to 1d', example: 10 * 60_000 },
+  catchupWindowMs: { min: 60_000, max: 30 * DAY_MS, unit: 'from 1m to 30d', example: 3_600_000 },
 } as const satisfies Record<string, IntRule>;
 
 /** `a whole number from 0 to 1000 (runners)`: the rule, as every message words it. */
@@ -98,6 +108,52 @@ export function parseIntText(field: string, text: string, rule: IntRule, example
   const value = Number(text);
   if (value < rule.min || value > rule.max) return { problem: `${field}: "${text}" is not ${ruleText(rule)}; write e.g. ${example}` };
   return { value };
+}
+
+const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: DAY_MS } as const;
+const DURATION = /^(?:[0-9]{1,9}(?:ms|s|m|h|d))+$/;
+
+/** `ms` as the shortest duration text: 7 200 000 → `2h`, 5 400 000 → `1h30m`, 0 → `0ms`. */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0ms';
+  let rest = ms;
+  let text = '';
+  for (const [unit, size] of [['d', DAY_MS], ['h', 3_600_000], ['m', 60_000], ['s', 1_000], ['ms', 1]] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) text += `${n}${unit}`;
+    rest -= n * size;
+  }
+  return text;
+}
+
+/** `text` as milliseconds (`1h30m` → 5 400 000), or undefined when it is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  if (!DURATION.test(text)) return undefined;
+  let total = 0;
+  for (const m of text.matchAll(/([0-9]+)(ms|s|m|h|d)/g)) total += Number(m[1]) * DURATION_UNITS_MS[m[2] as keyof typeof DURATION_UNITS_MS];
+  return total;
+}
+
+/**
+ * `value` (read from a file) as a duration within `rule` (milliseconds), or the problem: the
+ * field, the range in duration text and an example (`2h`).
+ */
+export function durationValue(field: string, value: unknown, rule: IntRule): { ms: number } | { problem: string } {
+  const range = `a duration from ${formatDuration(rule.min)} to ${formatDuration(rule.max)}`;
+  const fix = `write e.g. "${formatDuration(rule.example)}" (whole numbers with units ms, s, m, h, d, like "90s" or "1h30m")`;
+  const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+  if (ms === undefined) return { problem: `${field}: ${describe(value)} is not ${range}; ${fix}` };
+  if (ms < rule.min || ms > rule.max) return { problem: `${field}: ${describe(value)} is not ${range}; ${fix}` };
+  return { ms };
+}
+
+/** `o[key]` as a duration within `rule` in ms, `fallback` when absent; a ConfigError naming `path.key` otherwise. */
+export function optDuration(o: Obj, key: string, path: string, rule: IntRule, fallback: number): number {
+  const v = o[key];
+  if (v === undefined) return fallback;
+  const parsed = durationValue(at(path, key), v, rule);
+  if ('problem' in parsed) throw new ConfigError(parsed.problem);
+  return parsed.ms;
 }
 
 /** The slug rule of core/names.ts, as a problem line. */

@@ -1,11 +1,16 @@
 /**
  * The fleet config file: one document describing the Temporal connection, GitHub, the webhook
- * receiver, the hosts and the pools. Parsed once, at the edge, into validated settings; every
- * error names the field path (`pools[1].max`) and the fix. Secrets are never in the file, only
- * the names of the environment variables or files holding them; they are read later, by the
- * process that needs them (resolveGitHub, resolveDriver, resolveWebhookSecret).
+ * receiver, the hosts, the pools, and the image catalog with its registry (config/images.ts).
+ * Parsed once, at the edge, into validated settings; every error names the field path
+ * (`pools[1].max`) and the fix. Secrets are never in the file, only the names of the
+ * environment variables or files holding them; they are read later, by the process that needs
+ * them (resolveGitHub, resolveDriver, resolveWebhookSecret, resolveRegistryPassword). Relative
+ * paths in the file are resolved against its directory, which parseFleetConfig is told
+ * (`configFile`; loadFleetConfigFile does it).
  */
-import { readBoundedFile } from './load.js';
+import { dirname, resolve } from 'node:path';
+import { loadConfigFile, readBoundedFile } from './load.js';
+import { catalogImageProblem, parseImages, parseRegistry, type ImageSpec, type RegistrySettings } from './images.js';
 import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
 import { DEFAULT_BACKOFF, defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
@@ -18,6 +23,7 @@ import { errorMessage } from '../core/failures.js';
 
 export { ConfigError } from './fields.js';
 export { defaultCapacity } from '../core/defaults.js';
+export type { ImageSpec, RegistrySettings } from './images.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -72,6 +78,10 @@ export interface FleetConfig {
   webhook?: WebhookConfig;
   hosts: HostConfig[];
   pools: PoolConfig[];
+  /** The image catalog (`images:`); a pool's `image: catalog:NAME` names one of these. */
+  images: ImageSpec[];
+  /** Where built images are pushed; present whenever images are. */
+  registry?: RegistrySettings;
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
   testing?: { pauseAfter: string[] };
 }
@@ -343,6 +353,10 @@ export const POOL_KEYS = [
 export interface PoolParseOptions {
   /** Host ids the file defines; a pool naming another one is an error. Absent: not checked. */
   knownHosts?: readonly string[];
+  /** The file's image catalog, for `image: catalog:NAME`. */
+  images?: readonly ImageSpec[];
+  /** Driver kind of each host the file defines, for the catalog image's kind. */
+  hostKinds?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -361,8 +375,12 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
       throw new ConfigError(`${field}: no host "${h}" in hosts; define it under hosts or remove it from the pool (hosts: ${opts.knownHosts.join(', ')})`);
     }
   });
-  const image = str(p, 'image', path, 'name the VM image, e.g. "ghcr.io/cirruslabs/macos-sequoia-xcode:latest"');
-  check(imageProblem(at(path, 'image'), image));
+  const image = str(p, 'image', path, 'name the VM image, e.g. "ghcr.io/cirruslabs/macos-sequoia-xcode:latest", or catalog:NAME for an entry of images');
+  if (image.startsWith('catalog:')) {
+    check(catalogImageProblem(at(path, 'image'), image, opts.images ?? [], hosts.map((h) => [h, opts.hostKinds?.get(h)])));
+  } else {
+    check(imageProblem(at(path, 'image'), image));
+  }
   const imageDigest = optStr(p, 'imageDigest', path, 'write sha256: and 64 hex digits');
   if (imageDigest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(imageDigest)) {
     throw new ConfigError(`${at(path, 'imageDigest')}: "${imageDigest}" is not a digest; write sha256: and 64 hex digits`);
@@ -417,7 +435,12 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
 
 // ───────────────────────────── the document ─────────────────────────────
 
-const TOP_KEYS = ['temporal', 'github', 'webhook', 'hosts', 'pools', 'host', 'driver', 'testing'];
+const TOP_KEYS = ['temporal', 'github', 'webhook', 'registry', 'images', 'hosts', 'pools', 'host', 'driver', 'testing'];
+
+export interface FleetParseOptions {
+  /** Path of the file the document was read from; relative paths in it are resolved against its directory. */
+  configFile?: string;
+}
 
 function list(v: unknown, field: string, example: string): unknown[] {
   if (v === undefined) return [];
@@ -429,9 +452,10 @@ function list(v: unknown, field: string, example: string): unknown[] {
  * The whole file: both the fleet form (`hosts: [...]`, `pools: [...]`) and the single-host
  * form of a worker config (`host: {...}` with `driver: {...}` at the top level). `env`
  * supplies TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE when the file has no `temporal` section;
- * no secret is read here.
+ * no secret is read here. Without `opts.configFile`, paths in the file must be absolute.
  */
-export function parseFleetConfig(raw: unknown, env: Env): FleetConfig {
+export function parseFleetConfig(raw: unknown, env: Env, opts: FleetParseOptions = {}): FleetConfig {
+  const configDir = opts.configFile === undefined ? undefined : dirname(resolve(opts.configFile));
   const root = obj(raw ?? {}, 'config', 'the file must hold a mapping with temporal, github, hosts, pools …');
   onlyKeys(root, TOP_KEYS, '');
   const temporal = parseTemporal(root.temporal, env);
@@ -458,7 +482,15 @@ export function parseFleetConfig(raw: unknown, env: Env): FleetConfig {
   });
 
   const knownHosts = hosts.length > 0 ? hosts.map((h) => h.id) : undefined;
-  const pools = list(root.pools, 'pools', '[{ name: ios, hosts: [mac-mini-1], image: …, labels: […] }]').map((p, i) => parsePool(p, `pools[${i}]`, { knownHosts }));
+  const hostKinds = new Map(hosts.map((h) => [h.id, h.driver.kind as string]));
+  const registry = root.registry === undefined ? undefined : parseRegistry(root.registry, configDir);
+  const images = parseImages(root.images, { configDir, knownHosts: knownHosts ? hostKinds : undefined });
+  if (images.length > 0 && !registry) {
+    throw new ConfigError('registry: missing; images are pushed to a registry, add e.g. registry: { url: "https://registry.example.com", username: ekiden, passwordEnv: EKIDEN_REGISTRY_PASSWORD }');
+  }
+  const pools = list(root.pools, 'pools', '[{ name: ios, hosts: [mac-mini-1], image: …, labels: […] }]').map((p, i) =>
+    parsePool(p, `pools[${i}]`, { knownHosts, images, hostKinds }),
+  );
   const poolNames = new Set<string>();
   pools.forEach((p, i) => {
     if (poolNames.has(p.name)) throw new ConfigError(`pools[${i}].name: "${p.name}" is defined twice; give each pool its own name`);
@@ -473,9 +505,15 @@ export function parseFleetConfig(raw: unknown, env: Env): FleetConfig {
     if (!Array.isArray(p) || p.some((x) => typeof x !== 'string')) throw new ConfigError('testing.pauseAfter: must be a list of activity names');
     testing = { pauseAfter: p as string[] };
   }
-  const config: FleetConfig = { temporal, hosts, pools };
+  const config: FleetConfig = { temporal, hosts, pools, images };
+  if (registry) config.registry = registry;
   if (github) config.github = github;
   if (webhook) config.webhook = webhook;
   if (testing) config.testing = testing;
   return config;
+}
+
+/** Reads `file` (config/load.ts) and parses it, its relative paths resolved against its directory. */
+export function loadFleetConfigFile(file: string, env: Env): FleetConfig {
+  return parseFleetConfig(loadConfigFile(file), env, { configFile: file });
 }

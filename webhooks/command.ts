@@ -66,7 +66,7 @@ interface FileSettings {
 
 function readConfig(file: string, env: Env): FileSettings {
   const raw = loadConfigFile(file);
-  const fleet = parseFleetConfig(raw, env);
+  const fleet = parseFleetConfig(raw, env, { configFile: file });
   const section = isRecord(raw) && isRecord(raw['temporal']) ? raw['temporal'] : {};
   return {
     fleet,

@@ -99,7 +99,7 @@ describe('fleet config', () => {
 
   it('takes the Temporal connection from the environment when the file has none', () => {
     const c = parseFleetConfig({}, { TEMPORAL_ADDRESS: 'tmp:7233', TEMPORAL_NAMESPACE: 'ns' });
-    expect(c).toEqual({ temporal: { address: 'tmp:7233', namespace: 'ns', taskQueue: 'ekiden' }, hosts: [], pools: [] });
+    expect(c).toEqual({ temporal: { address: 'tmp:7233', namespace: 'ns', taskQueue: 'ekiden' }, hosts: [], pools: [], images: [] });
     expect(parseFleetConfig({}, {}).temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'ekiden' });
   });
 
