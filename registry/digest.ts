@@ -1,0 +1,48 @@
+/**
+ * Content digests as the registry names them (`sha256:<64 hex>`; the only algorithm this
+ * client accepts) and hashing of byte ranges of files without holding them in memory.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { RegistryError, isAbort } from './errors.js';
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+export function isDigest(text: string): boolean {
+  return DIGEST.test(text);
+}
+
+/** Throws 'invalid' unless `text` is a sha256 digest. */
+export function checkDigest(text: string, what = 'digest'): string {
+  if (!DIGEST.test(text)) throw new RegistryError('invalid', `${what} "${text.slice(0, 80)}" is not a sha256:<64 hex> digest`);
+  return text;
+}
+
+export function sha256(bytes: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export function digestOf(hash: Hash): string {
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/**
+ * Feeds bytes [offset, offset+length) of `file` to `hashes` (in order), `onBytes` after each
+ * piece. Resolves with the number of bytes read (less than `length` when the file is shorter).
+ */
+export async function hashFileRange(file: string, offset: number, length: number, hashes: Hash[], signal?: AbortSignal, onBytes?: (n: number) => void): Promise<number> {
+  if (length <= 0) return 0;
+  let n = 0;
+  try {
+    const stream = createReadStream(file, { start: offset, end: offset + length - 1, highWaterMark: 1 << 20, signal });
+    for await (const chunk of stream) {
+      for (const h of hashes) h.update(chunk as Buffer);
+      n += (chunk as Buffer).length;
+      onBytes?.((chunk as Buffer).length);
+    }
+  } catch (err) {
+    if (isAbort(err, signal)) throw new RegistryError('aborted', `hashing ${file}: cancelled`, { cause: err });
+    throw new RegistryError('io', `reading ${file} failed: ${(err as Error).message}`, { cause: err });
+  }
+  return n;
+}
