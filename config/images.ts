@@ -40,7 +40,7 @@ export interface RegistrySettings {
 export type ImageKind = 'qemu' | 'tart';
 
 /** A Packer variable: a value, or the name of an environment variable read at build time. */
-export type ImageVariable = string | number | boolean | { env: string };
+export type ImageVariable = string | number | boolean | string[] | { env: string };
 
 export interface ImageSchedule {
   /** Five-field cron (`minute hour day-of-month month day-of-week`) or a macro like `@daily`. */
@@ -248,6 +248,9 @@ export interface ImageParseOptions {
   knownHosts?: ReadonlyMap<string, string>;
 }
 
+/** Entries of one list variable. */
+const MAX_LIST_VARIABLE = 1_000;
+
 function parseVariables(o: Obj, path: string): Record<string, ImageVariable> {
   const v = optObj(o, 'variables', path);
   const vars: Array<[string, ImageVariable]> = [];
@@ -258,7 +261,14 @@ function parseVariables(o: Obj, path: string): Record<string, ImageVariable> {
     if (!VARIABLE_NAME.test(key)) throw new ConfigError(`${field}: not a Packer variable name; use letters, digits, _ and -, starting with a letter or _`);
     if (typeof value === 'string' || typeof value === 'boolean') vars.push([key, value]);
     else if (typeof value === 'number' && Number.isFinite(value)) vars.push([key, value]);
-    else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    else if (Array.isArray(value)) {
+      // A list of strings (e.g. the QEMU template's `inline` provisioner lines).
+      if (value.length > MAX_LIST_VARIABLE) throw new ConfigError(`${field}: ${value.length} entries; at most ${MAX_LIST_VARIABLE}`);
+      value.forEach((item, i) => {
+        if (typeof item !== 'string') throw new ConfigError(`${at(field, String(i))}: ${describe(item)} is not a string; a list variable holds strings, e.g. ["apt-get install -y jq"]`);
+      });
+      vars.push([key, [...(value as string[])]]);
+    } else if (typeof value === 'object' && value !== null) {
       const e = value as Obj;
       onlyKeys(e, ['env'], field);
       const name = envNameOf(e, 'env', field, 'the value');
@@ -405,10 +415,10 @@ export function catalogImageProblem(field: string, image: string, images: readon
  * The Packer variables of `image` with every `{ env: NAME }` read from `env` now, at build
  * time. `path` is the image's field path (`images[0]`), for errors.
  */
-export function resolveImageVariables(image: ImageSpec, env: Env, path: string): Record<string, string | number | boolean> {
-  const out: Record<string, string | number | boolean> = {};
+export function resolveImageVariables(image: ImageSpec, env: Env, path: string): Record<string, string | number | boolean | string[]> {
+  const out: Record<string, string | number | boolean | string[]> = {};
   for (const [key, value] of Object.entries(image.variables)) {
-    if (typeof value !== 'object') {
+    if (typeof value !== 'object' || Array.isArray(value)) {
       out[key] = value;
       continue;
     }

@@ -13,6 +13,8 @@ import { parseFleetConfig, resolveDriver, resolveGitHub, type HostConfig, type T
 export { ConfigError } from './fields.js';
 export { parseScope } from './fleet.js';
 
+import type { RegistrySettings } from './images.js';
+
 export interface WorkerConfig {
   temporal: TemporalSettings;
   host: {
@@ -28,6 +30,8 @@ export interface WorkerConfig {
   github: { apiUrl: string; scope: GitHubScope; auth: GitHubAuth; writeSpacingMs?: number };
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
   testing?: { pauseAfter: string[] };
+  /** The registry image builds push to and hosts pull from (the password by reference only). */
+  registry?: RegistrySettings;
 }
 
 export interface WorkerConfigOptions {
@@ -72,5 +76,6 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
     driver,
     github: { apiUrl: github.apiUrl, scope: github.scope, auth: github.auth, writeSpacingMs: github.writeSpacingMs },
     testing: fleet.testing,
+    ...(fleet.registry ? { registry: fleet.registry } : {}),
   };
 }

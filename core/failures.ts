@@ -52,6 +52,16 @@ export const FailureType = {
   SshAborted: 'EkidenSshAborted',
   /** SSH: any other failure of the session or the remote command. */
   SshFailed: 'EkidenSshFailed',
+  /** An image build failed for a reason a retry cannot fix (a broken template, a failing provisioner, no runner in the image). */
+  ImageBuildFailed: 'EkidenImageBuildFailed',
+  /** An image build step failed in a way a retry may fix (Packer crashed, the build VM did not come up). */
+  ImageBuildInterrupted: 'EkidenImageBuildInterrupted',
+  /** The registry refused the credentials or the permission, or its certificate is not trusted. */
+  RegistryAuth: 'EkidenRegistryAuth',
+  /** The registry could not be reached or answered 5xx; retried with backoff. */
+  RegistryUnavailable: 'EkidenRegistryUnavailable',
+  /** The host's image cache (its budget, or the disk) has no room for the image. */
+  ImageCacheFull: 'EkidenImageCacheFull',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
@@ -78,6 +88,11 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   EkidenSshHostKeyMismatch: false,
   EkidenSshConnect: true,
   EkidenSshAborted: true,
+  EkidenImageBuildFailed: false,
+  EkidenImageBuildInterrupted: true,
+  EkidenRegistryAuth: false,
+  EkidenRegistryUnavailable: true,
+  EkidenImageCacheFull: false,
   EkidenSshFailed: true,
 };
 

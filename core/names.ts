@@ -94,3 +94,18 @@ export function parseRunnerName(name: string): RunnerNameParts | undefined {
   if (!m) return undefined;
   return { pool: m[1]!, token: m[2]! };
 }
+
+/** The catalog of one image: its builds and the current digest. */
+export function imageCatalogWorkflowId(image: string): string {
+  return `image/${image}`;
+}
+
+/** One build of an image; `build` is a slug of the caller's (a time stamp, a counter). */
+export function imageBuildWorkflowId(image: string, build: string): string {
+  return `image-build/${image}/${build}`;
+}
+
+/** The Temporal Schedule that rebuilds an image (its runs get `-<time>` appended by Temporal). */
+export function imageScheduleId(image: string): string {
+  return `image-build/${image}`;
+}

@@ -22,6 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { MachineReadableState, parseMachineLine, type PackerArtifact, type PackerStep } from './machine-readable.js';
@@ -172,6 +173,18 @@ function isInside(child: string, parent: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
 }
 
+/**
+ * Packer's TMPDIR: inside the build dir, unless that path is too long for the Unix sockets
+ * Packer's plugins listen on there (108 bytes with the socket's own name: Packer then crashes
+ * with a nil builder); then a short directory under the system's temp dir named after the
+ * build dir's hash, removed with the build.
+ */
+export function packerTmpDir(buildDir: string): string {
+  const inside = path.join(buildDir, 'tmp');
+  if (Buffer.byteLength(inside) <= 64) return inside;
+  return path.join(os.tmpdir(), `ekiden-packer-${createHash('sha256').update(buildDir).digest('hex').slice(0, 12)}`);
+}
+
 function packerEnv(buildDir: string, extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
   delete env.PACKER_LOG;
@@ -179,7 +192,7 @@ function packerEnv(buildDir: string, extra: Record<string, string> | undefined):
   return {
     ...env,
     HOME: path.join(buildDir, 'home'),
-    TMPDIR: path.join(buildDir, 'tmp'),
+    TMPDIR: packerTmpDir(buildDir),
     PACKER_CACHE_DIR: path.join(buildDir, 'packer-cache'),
     PACKER_CONFIG_DIR: path.join(buildDir, 'packer-config'),
     PACKER_CONFIG: path.join(buildDir, 'packer-config', 'packerconfig'),
@@ -202,6 +215,7 @@ async function prepare(opts: PackerBuildOptions): Promise<{ outputDir: string; v
   const outputDir = typeof given === 'string' ? path.resolve(given) : path.join(buildDir, 'output');
   await fs.mkdir(buildDir, { recursive: true, mode: 0o700 });
   for (const d of ['home', 'tmp', 'packer-cache', 'packer-config']) await fs.mkdir(path.join(buildDir, d), { mode: 0o700 });
+  await fs.mkdir(packerTmpDir(buildDir), { recursive: true, mode: 0o700 });
   const varFile = path.join(buildDir, 'vars.json');
   await fs.writeFile(varFile, `${JSON.stringify({ ...opts.variables, output_dir: outputDir }, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
   return { outputDir, varFile };
@@ -272,6 +286,15 @@ async function runPacker(args: {
 
 /** Runs `packer validate` then `packer build` for `opts.template`; see the module comment. */
 export async function runPackerBuild(opts: PackerBuildOptions): Promise<PackerBuildResult> {
+  const tmp = packerTmpDir(path.resolve(opts.buildDir));
+  try {
+    return await runPackerBuildIn(opts);
+  } finally {
+    if (!isInside(tmp, path.resolve(opts.buildDir))) await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function runPackerBuildIn(opts: PackerBuildOptions): Promise<PackerBuildResult> {
   const started = Date.now();
   const buildDir = path.resolve(opts.buildDir);
   const template = path.resolve(opts.template);

@@ -32,6 +32,8 @@ export interface QemuRunnerBuildOptions {
   scripts?: string[];
   /** Default: images/packer/qemu next to this module. */
   template?: string;
+  /** More Packer variables (a template of one's own); the build's own variables win. */
+  variables?: Record<string, string | number | boolean | string[]>;
   accelerator?: 'tcg' | 'kvm';
   memoryMb?: number;
   cpus?: number;
@@ -124,6 +126,7 @@ export async function buildQemuRunnerImage(opts: QemuRunnerBuildOptions): Promis
     template,
     buildDir: pkDir,
     variables: {
+      ...opts.variables,
       base_dir: baseDir,
       keys_dir: files.keysDir,
       hostname_file: files.hostnameFile,

@@ -17,6 +17,10 @@ import {
   reconcileHostNow,
 } from '../activities/fleet.js';
 import { createGitHubActivities } from '../activities/github.js';
+import { createImageHostActivities, createImageSharedActivities } from '../activities/images.js';
+import { defaultQemuImagesDir } from '../drivers/qemu-image.js';
+import { ImageCache } from '../host/image-cache.js';
+import type { RegistryEndpoint } from '../registry/client.js';
 import { createHostActivities } from '../activities/host.js';
 import { hostTaskQueue, hostWorkflowId, SHARED_TASK_QUEUE } from '../core/names.js';
 import { defaultCapacity, resolveHostTiming } from '../core/defaults.js';
@@ -62,6 +66,19 @@ export interface HostWorkerOptions {
   hostTiming?: Partial<HostTiming>;
   /** Ownership is looked up twice this far apart before reconciliation removes anything. */
   confirmDelayMs?: number;
+  /** Image builds and transfers on this host (registry credentials in memory only). */
+  images?: HostImageOptions;
+}
+
+export interface HostImageOptions {
+  registry?: RegistryEndpoint;
+  /** Where `qemu:NAME` images are (the QEMU driver's imagesDir); default the image cache of images/ensure-image.sh. */
+  qemuImagesDir?: string;
+  /** Disk the host's content-addressed image cache may use (default 200 GiB). */
+  cacheBudgetBytes?: number;
+  /** Unused images no pool references are kept this long (default 7 days). */
+  cacheRetentionMs?: number;
+  accel?: 'auto' | 'kvm' | 'tcg';
 }
 
 /** Ekiden's version, from its package.json. */
@@ -116,7 +133,21 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     pid: process.pid,
     startedAt,
   });
+  const imageActivities = createImageHostActivities({
+    hostId: opts.hostId,
+    dataDir: opts.dataDir,
+    qemuImagesDir: opts.images?.qemuImagesDir ?? defaultQemuImagesDir(),
+    ...(opts.images?.registry ? { registry: opts.images.registry } : {}),
+    cache: new ImageCache({
+      root: join(opts.dataDir, 'image-cache'),
+      budgetBytes: opts.images?.cacheBudgetBytes ?? 200 * 1024 ** 3,
+      retentionMs: opts.images?.cacheRetentionMs ?? 7 * 24 * 3600_000,
+    }),
+    env: process.env,
+    ...(opts.images?.accel ? { accel: opts.images.accel } : {}),
+  });
   const client = opts.client;
+  const imageShared = client ? createImageSharedActivities({ client }) : {};
   const fleetHost = client ? createFleetHostActivities({ client, driver: opts.driver, credentials, hostKeys, announcement }) : {};
   const fleetShared = client ? createFleetSharedActivities({ client, github: opts.github }) : {};
   const serveHost = opts.serveHost ?? true;
@@ -130,7 +161,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
           connection: opts.connection,
           namespace: opts.namespace,
           taskQueue: hostTaskQueue(opts.hostId),
-          activities: { ...hostActivities, ...fleetHost },
+          activities: { ...hostActivities, ...fleetHost, ...imageActivities },
           // Heartbeats are how a cancellation (a retired runner, a deleted pool) reaches a waiting
           // step: send them often enough that it arrives in seconds, not at 0.8 × heartbeat timeout.
           maxHeartbeatThrottleInterval: '2 seconds',
@@ -147,7 +178,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
           namespace: opts.namespace,
           taskQueue: sharedQueue,
           workflowBundle: { codePath: opts.workflowBundlePath },
-          activities: { ...createGitHubActivities({ github: opts.github }), ...fleetShared },
+          activities: { ...createGitHubActivities({ github: opts.github }), ...fleetShared, ...imageShared },
           interceptors: { activityInbound: opts.activityInbound ?? [] },
           shutdownGraceTime: grace,
           identity: `ekiden-shared-${opts.hostId}@${process.pid}`,

@@ -12,6 +12,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../config/load.js';
+import { registryEndpoint } from '../config/registry-endpoint.js';
 import { ConfigError, parseWorkerConfig } from '../config/schema.js';
 import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
@@ -77,6 +78,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     closers.push(() => clientConnection.close());
     const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
     const octokit = createOctokit(config.github);
+    const registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
     const worker = await createHostWorker({
       connection,
       client,
@@ -93,6 +95,10 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       pollIntervalMs: config.host.pollIntervalMs,
       shutdownGraceMs: config.host.shutdownGraceMs,
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
+      images: {
+        ...(registry ? { registry } : {}),
+        ...(config.driver.kind === 'qemu' ? { qemuImagesDir: config.driver.imagesDir } : {}),
+      },
     });
     const stop = () => worker.shutdown();
     process.once('SIGTERM', stop);

@@ -267,3 +267,119 @@ export const releaseSlotSignal = defineSignal<[{ workflowId: string }]>('release
 /** Stop watching the host (operator retired it). */
 export const retireHostSignal = defineSignal('retireHost');
 
+
+// ───────────────────────────── images ─────────────────────────────
+
+export type ImageKind = 'qemu' | 'tart';
+
+/**
+ * What one build of an image runs, resolved at the edge from the fleet file's `images:` entry.
+ * No secret: Packer variables the file names by environment variable are listed by name in
+ * `variablesFromEnv` and read on the build host when the build runs.
+ */
+export interface ImageBuildSpec {
+  name: string;
+  kind: ImageKind;
+  /** Packer template (file or directory), absolute path on the build hosts. */
+  template: string;
+  variables: Record<string, string | number | boolean | string[]>;
+  /** Packer variable → the environment variable on the build host holding its value. */
+  variablesFromEnv: Record<string, string>;
+  /** The image it is built on: an image ref (`qemu:NAME`, an OCI ref) and/or a digest. */
+  base: { ref?: string; digest?: string };
+  /** Where builds are pushed: the registry's host[:port] and the repository in it. */
+  registry: string;
+  repository: string;
+  buildHosts: string[];
+  buildTimeoutMs: number;
+  smokeTimeoutMs: number;
+  /** Promote a green build at once (auto) or only by `ekiden image promote` (manual). */
+  promote: 'auto' | 'manual';
+  /** Builds kept in the catalog (and the registry) besides the current one. */
+  keep: number;
+}
+
+export interface ImageBuildInput {
+  spec: ImageBuildSpec;
+  trigger: 'schedule' | 'manual';
+}
+
+/** A build that passed its smoke test and was pushed: what the digest contains. */
+export interface ImageBuildRecord {
+  image: string;
+  /** The build's workflow id. */
+  buildId: string;
+  /** Manifest digest in the registry (`sha256:…`): what hosts pull and pools pin. */
+  digest: string;
+  /** `registry/repository@digest`. */
+  ref: string;
+  bytes: number;
+  runnerVersion: string;
+  baseDigest: string;
+  templateHash: string;
+  /** ISO 8601, when the push completed. */
+  builtAt: string;
+  host: string;
+  durationMs: number;
+}
+
+export type ImageBuildStep = 'preparing' | 'building' | 'smoke-test' | 'pushing' | 'recording' | 'done' | 'failed' | 'cancelled';
+
+export interface ImageBuildStatus {
+  image: string;
+  buildId: string;
+  host: string;
+  /** The step running now; the Packer step and the bytes pushed are that activity's heartbeat details (ImageProgressDetails). */
+  step: ImageBuildStep;
+  startedAt: number;
+  result?: ImageBuildRecord;
+  failure?: string;
+}
+
+export const imageBuildStatusQuery = defineQuery<ImageBuildStatus>('imageBuildStatus');
+
+export interface CatalogEntry extends ImageBuildRecord {
+  /** ISO 8601, when it became current (most recently). */
+  promotedAt?: string;
+}
+
+export interface ImageBuildFailure {
+  buildId: string;
+  /** ISO 8601. */
+  at: string;
+  message: string;
+}
+
+/** ImageCatalogWorkflow `image/<name>`: the image's builds and which one is current. */
+export interface ImageCatalogStatus {
+  image: string;
+  /** The promoted digest every pool following the image runs new runners on. */
+  current?: string;
+  /** Digests that were current before, newest first (what `rollback` goes back to). */
+  previous: string[];
+  /** Recorded builds, newest first: the current one and `keep` others (what a rollback reaches first). */
+  builds: CatalogEntry[];
+  keep: number;
+  lastFailure?: ImageBuildFailure;
+  /** Consecutive failed builds since the last green one. */
+  failingSince?: string;
+  consecutiveFailures: number;
+}
+
+export interface ImageCatalogInput {
+  image: string;
+  keep: number;
+  promote: 'auto' | 'manual';
+  /** Carried across continue-as-new. */
+  state?: ImageCatalogStatus;
+}
+
+export const imageStatusQuery = defineQuery<ImageCatalogStatus>('imageStatus');
+/** From a green build: recorded, and promoted when the image promotes automatically. */
+export const imageBuiltSignal = defineSignal<[ImageBuildRecord]>('imageBuilt');
+/** From a failed build: the last good image stays current; status shows the failure. */
+export const imageBuildFailedSignal = defineSignal<[ImageBuildFailure]>('imageBuildFailed');
+/** Make a recorded build current. Rejected for a digest the catalog does not hold. */
+export const promoteImageUpdate = defineUpdate<ImageCatalogStatus, [{ digest: string }]>('promoteImage');
+/** Make the previous current build current again. Rejected when there is none. */
+export const rollbackImageUpdate = defineUpdate<ImageCatalogStatus, []>('rollbackImage');

@@ -1,3 +1,5 @@
 export { RunnerWorkflow } from './runner.js';
 export { PoolWorkflow } from './pool.js';
 export { HostWorkflow } from './host.js';
+export { ImageCatalogWorkflow } from './image-catalog.js';
+export { ImageBuildWorkflow } from './image-build.js';

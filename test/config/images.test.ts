@@ -188,7 +188,7 @@ describe('image catalog', () => {
     ['template relative without a file', edited((d) => (image(d, 0).template = 'packer/linux')), /^images\[0\]\.template: "packer\/linux" is relative, but the config was not read from a file; write an absolute path$/],
     ['template with a control character', edited((d) => (image(d, 0).template = '/p\n')), /^images\[0\]\.template: "\/p\\n" is not a path \(control characters; remove them\)$/],
     ['variable name', edited((d) => (image(d, 0).variables = { 'bad name': 'x' })), /^images\[0\]\.variables\.bad name: not a Packer variable name; use letters, digits, _ and -/],
-    ['variable value a list', edited((d) => (image(d, 0).variables = { tags: ['a'] })), /^images\[0\]\.variables\.tags: a list is not a string, number, true\/false or \{ env: NAME \}; write e\.g\. tags: "value"$/],
+    ['variable list holding a number', edited((d) => (image(d, 0).variables = { inline: ['a', 3] })), /^images\[0\]\.variables\.inline\.1: 3 is not a string; a list variable holds strings, e\.g\. \["apt-get install -y jq"\]$/],
     ['variable value null', edited((d) => (image(d, 0).variables = { x: null })), /^images\[0\]\.variables\.x: null is not a string, number/],
     ['variable env not a name', edited((d) => (image(d, 0).variables = { t: { env: 'my token' } })), /^images\[0\]\.variables\.t\.env: not an environment variable name .*; name the variable that holds the value, never the value$/],
     ['variable env unknown key', edited((d) => (image(d, 0).variables = { t: { value: 'x' } })), /^images\[0\]\.variables\.t\.value: unknown field; remove it \(known fields of images\[0\]\.variables\.t: env\)$/],

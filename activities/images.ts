@@ -1,0 +1,351 @@
+/**
+ * Activities of image builds (ImageBuildWorkflow) and image transfers.
+ *
+ * On the build host's own task queue (`ekiden-host-<id>`):
+ * - prepareImageBuild: the base image (a local `qemu:` image; its digest checked against the
+ *   definition's when it gives one), the template's hash, and the build's directory
+ *   `<dataDir>/image-builds/<build key>` (one per workflow run);
+ * - buildImage: `packer build` in `attempt-<n>/` of that directory, one per activity attempt:
+ *   an attempt first kills whatever an earlier attempt of the same build left running (a
+ *   worker SIGKILLed mid-build leaves Packer and its QEMU behind) and removes its files; the
+ *   finished image goes to `image/`, complete or not at all, so a retry after the image was
+ *   made but before the workflow heard of it returns that image instead of building again.
+ *   The Packer step is the heartbeat's detail (`{ packerStep }`): the Web UI's pending
+ *   activity and `ekiden image build --wait` show it. Cancellation stops Packer (SIGINT, then
+ *   SIGKILL) and removes its output;
+ * - smokeTestImage: boots the new image once and reads the runner's version over SSH;
+ * - pushImage: the image as an OCI artifact (registry/qemu-artifact.ts); every blob is
+ *   HEAD-checked first and the manifest bytes are deterministic, so a retried push uploads only
+ *   what is missing and ends at the same digest. Progress `{ bytesDone, bytesTotal }`;
+ * - prefetchImage: pulls an image by digest into the host's content-addressed cache;
+ * - removeImageBuild: kills anything still running under the build's directory and deletes it.
+ *
+ * On any worker with a client (the shared queue): recordImageBuild / recordImageBuildFailure
+ * report to the image's catalog (ImageCatalogWorkflow `image/<name>`, signal-with-start).
+ *
+ * The registry password lives in the worker's memory (read from the env var or file the fleet
+ * file names); it is never an activity argument, so it never reaches a workflow history.
+ */
+import { Context, log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from '@temporalio/client';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorMessage, FailureType } from '../core/failures.js';
+import { imageCatalogWorkflowId } from '../core/names.js';
+import { imageDigest, loadQemuImage, QEMU_IMAGE_PREFIX } from '../drivers/qemu-image.js';
+import { ImageCacheFullError, type ImageCache } from '../host/image-cache.js';
+import { PackerError, processesMentioning, templateHash } from '../packer/packer.js';
+import { buildQemuRunnerImage } from '../packer/qemu-build.js';
+import { smokeTestQemuImage } from '../packer/smoke.js';
+import { RegistryClient, type RegistryEndpoint } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { pullQemuImage, pushQemuImage } from '../registry/qemu-artifact.js';
+import type { ImageBuildFailure, ImageBuildRecord, ImageBuildSpec, ImageCatalogInput } from '../workflows/api.js';
+import type { ImageCatalogWorkflow } from '../workflows/image-catalog.js';
+import { imageBuildFailedSignal, imageBuiltSignal } from '../workflows/api.js';
+
+export interface ImageHostDeps {
+  hostId: string;
+  /** Builds go under `<dataDir>/image-builds`. */
+  dataDir: string;
+  /** Where `qemu:NAME` base refs are found (the QEMU driver's imagesDir). */
+  qemuImagesDir: string;
+  /** The registry this host pushes to and pulls from, credentials in memory. */
+  registry?: RegistryEndpoint;
+  /** The content-addressed image cache prefetches fill. */
+  cache?: ImageCache;
+  /** Read for `variablesFromEnv` at build time. */
+  env: Record<string, string | undefined>;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** How often a long step heartbeats (default 5 s). */
+  heartbeatMs?: number;
+}
+
+/** The heartbeat details of buildImage and pushImage (read by `ekiden image build --wait`). */
+export interface ImageProgressDetails {
+  packerStep?: string;
+  bytesDone?: number;
+  bytesTotal?: number;
+}
+
+export interface PreparedBuild {
+  buildDir: string;
+  baseDir: string;
+  baseDigest: string;
+  templateHash: string;
+}
+
+/** A directory name for one build run: a hash of its workflow id and run id. */
+export function buildKey(workflowId: string, runId: string): string {
+  // Short: Packer's and QEMU's Unix sockets live under it (a path of at most 108 bytes).
+  return createHash('sha256').update(`${workflowId}\0${runId}`).digest('hex').slice(0, 16);
+}
+
+function killAllMentioning(needle: string): number {
+  const pids = processesMentioning(needle);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  return pids.length;
+}
+
+/** Heartbeats `details()` every `ms` while `fn` runs; `fn` gets the activity's cancellation signal. */
+async function beating<T>(ms: number, details: () => ImageProgressDetails, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  ctx.heartbeat(details());
+  const timer = setInterval(() => ctx.heartbeat(details()), ms);
+  try {
+    return await fn(ctx.cancellationSignal);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** A failed Packer run as the workflow sees it: broken templates and provisioners are final. */
+function packerFailure(err: unknown): unknown {
+  if (!(err instanceof PackerError)) return err;
+  if (err.kind === 'cancelled') return err;
+  const tail = err.lastLines.slice(-5).join(' | ');
+  const message = `${err.message}${err.step ? ` (at "${err.step}")` : ''}${tail ? `: ${tail}` : ''}`;
+  if (!err.retryable || err.kind === 'template' || err.kind === 'not-installed') return ApplicationFailure.nonRetryable(message, FailureType.ImageBuildFailed);
+  return ApplicationFailure.retryable(message, FailureType.ImageBuildInterrupted);
+}
+
+/** A registry error as the workflow sees it: credentials and trust are final, outages are retried. */
+export function registryFailure(err: unknown): unknown {
+  if (err instanceof ImageCacheFullError) return ApplicationFailure.nonRetryable(err.message, FailureType.ImageCacheFull);
+  if (!(err instanceof RegistryError)) return err;
+  if (err.code === 'aborted') return err;
+  if (err.code === 'unauthorized' || err.code === 'denied' || err.code === 'tls') return ApplicationFailure.nonRetryable(err.message, FailureType.RegistryAuth);
+  if (err.code === 'not-found') return ApplicationFailure.nonRetryable(err.message, FailureType.ImageNotFound);
+  if (err.retryable) return ApplicationFailure.retryable(err.message, FailureType.RegistryUnavailable);
+  return ApplicationFailure.nonRetryable(err.message, FailureType.InvalidInput);
+}
+
+function registryOf(deps: ImageHostDeps, wanted: string): RegistryEndpoint {
+  if (!deps.registry) {
+    throw ApplicationFailure.nonRetryable(`host ${deps.hostId} has no registry configured; add registry: { url: https://${wanted} } to its fleet file`, FailureType.InvalidInput);
+  }
+  const host = new URL(deps.registry.url).host;
+  if (host !== wanted) {
+    throw ApplicationFailure.nonRetryable(`host ${deps.hostId} is configured for registry ${host}, the image wants ${wanted}`, FailureType.InvalidInput);
+  }
+  return deps.registry;
+}
+
+function listOf(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === 'string') return value.split('\n').filter((l) => l.trim() !== '');
+  return [];
+}
+
+export function createImageHostActivities(deps: ImageHostDeps) {
+  const beat = deps.heartbeatMs ?? 5_000;
+  const buildsDir = join(deps.dataDir, 'image-builds');
+
+  return {
+    async prepareImageBuild(args: { spec: ImageBuildSpec; workflowId: string; runId: string }): Promise<PreparedBuild> {
+      const { spec } = args;
+      if (spec.kind !== 'qemu') {
+        throw ApplicationFailure.nonRetryable(`image ${spec.name}: ${spec.kind} images are built on a Mac build host with the tart-cli Packer plugin; host ${deps.hostId} builds qemu images`, FailureType.InvalidInput);
+      }
+      const ref = spec.base.ref;
+      if (!ref || !ref.startsWith(QEMU_IMAGE_PREFIX)) {
+        throw ApplicationFailure.nonRetryable(`image ${spec.name}: base.ref must name a local QEMU image (qemu:NAME) on build host ${deps.hostId}`, FailureType.InvalidInput);
+      }
+      const base = await loadQemuImage(deps.qemuImagesDir, ref);
+      if (!base) throw ApplicationFailure.nonRetryable(`image ${spec.name}: base ${ref} is not in ${deps.qemuImagesDir} on host ${deps.hostId}`, FailureType.ImageNotFound);
+      const baseDigest = await imageDigest(base);
+      if (spec.base.digest && spec.base.digest !== baseDigest) {
+        throw ApplicationFailure.nonRetryable(`image ${spec.name}: base ${ref} has digest ${baseDigest}, the definition pins ${spec.base.digest}`, FailureType.ImageNotFound);
+      }
+      const hash = await templateHash(spec.template).catch((err: unknown) => {
+        throw ApplicationFailure.nonRetryable(`image ${spec.name}: cannot read the template ${spec.template}: ${errorMessage(err)}`, FailureType.ImageBuildFailed);
+      });
+      const buildDir = join(buildsDir, buildKey(args.workflowId, args.runId));
+      await fs.mkdir(buildDir, { recursive: true });
+      return { buildDir, baseDir: base.dir, baseDigest, templateHash: hash };
+    },
+
+    async buildImage(args: { spec: ImageBuildSpec; prepared: PreparedBuild }): Promise<{ imageDir: string; diskDigest: string; reused: boolean }> {
+      const { spec, prepared } = args;
+      const imageDir = join(prepared.buildDir, 'image');
+      if (existsSync(join(imageDir, 'manifest.json'))) {
+        const image = await loadQemuImage(prepared.buildDir, `${QEMU_IMAGE_PREFIX}image`);
+        if (image) return { imageDir, diskDigest: await imageDigest(image), reused: true };
+      }
+      const attempt = Context.current().info.attempt;
+      // What earlier attempts of this build left: their Packer and QEMU (if their worker died), their files.
+      const killed = killAllMentioning(join(prepared.buildDir, 'attempt-'));
+      if (killed > 0) log.warn('stopped processes an earlier attempt of this build left running', { image: spec.name, killed });
+      for (const entry of await fs.readdir(prepared.buildDir)) {
+        if (entry.startsWith('attempt-') || entry.startsWith('image.')) await fs.rm(join(prepared.buildDir, entry), { recursive: true, force: true });
+      }
+      const workDir = join(prepared.buildDir, `attempt-${attempt}`);
+      const variables: Record<string, string | number | boolean | string[]> = { ...spec.variables };
+      for (const [name, envName] of Object.entries(spec.variablesFromEnv)) {
+        const value = deps.env[envName];
+        if (value === undefined || value === '') {
+          throw ApplicationFailure.nonRetryable(`image ${spec.name}: variable ${name} reads the environment variable ${envName}, which is empty on host ${deps.hostId}`, FailureType.InvalidInput);
+        }
+        variables[name] = value;
+      }
+      const inline = listOf(variables['inline']);
+      const scripts = listOf(variables['scripts']);
+      delete variables['inline'];
+      delete variables['scripts'];
+      const progress: ImageProgressDetails = {};
+      try {
+        const result = await beating(beat, () => progress, (signal) =>
+          buildQemuRunnerImage({
+            baseImageDir: prepared.baseDir,
+            destDir: imageDir,
+            buildDir: workDir,
+            template: spec.template,
+            variables,
+            inline,
+            scripts,
+            ...(deps.accel && deps.accel !== 'auto' ? { accelerator: deps.accel } : {}),
+            metadata: { name: spec.name, baseRef: spec.base.ref },
+            signal,
+            timeoutMs: spec.buildTimeoutMs,
+            onStep: (s) => {
+              progress.packerStep = s.step;
+              log.info('packer step', { image: spec.name, step: s.step, index: s.index });
+            },
+            onLine: (line) => log.debug('packer', { image: spec.name, line }),
+          }),
+        );
+        return { imageDir, diskDigest: result.image.digest, reused: false };
+      } catch (err) {
+        throw packerFailure(err);
+      } finally {
+        await fs.rm(workDir, { recursive: true, force: true });
+      }
+    },
+
+    async smokeTestImage(args: { imageDir: string; prepared: PreparedBuild; timeoutMs: number }): Promise<{ runnerVersion: string; bootMs: number }> {
+      const dataDir = join(args.prepared.buildDir, `smoke-${Context.current().info.attempt}`);
+      killAllMentioning(join(args.prepared.buildDir, 'smoke-'));
+      try {
+        const r = await beating(beat, () => ({}), (signal) =>
+          smokeTestQemuImage({ imageDir: args.imageDir, dataDir, signal, timeoutMs: args.timeoutMs, ...(deps.accel ? { accel: deps.accel } : {}) }),
+        );
+        if (!r.runnerVersion) throw ApplicationFailure.nonRetryable('the image booted but reports no runner version', FailureType.ImageBuildFailed);
+        return { runnerVersion: r.runnerVersion, bootMs: r.bootMs };
+      } catch (err) {
+        if (err instanceof ApplicationFailure) throw err;
+        if (Context.current().cancellationSignal.aborted) throw err;
+        throw ApplicationFailure.retryable(`smoke test: ${errorMessage(err)}`, FailureType.ImageBuildInterrupted);
+      } finally {
+        killAllMentioning(dataDir);
+        await fs.rm(dataDir, { recursive: true, force: true });
+      }
+    },
+
+    async pushImage(args: { imageDir: string; registry: string; repository: string; annotations: Record<string, string> }): Promise<{ digest: string; bytes: number; uploaded: number }> {
+      const client = new RegistryClient(registryOf(deps, args.registry));
+      const progress: ImageProgressDetails = {};
+      try {
+        const r = await beating(beat, () => progress, (signal) =>
+          pushQemuImage(client, args.repository, args.imageDir, {
+            annotations: args.annotations,
+            signal,
+            onProgress: (p) => {
+              if (p.phase !== 'push') return;
+              progress.bytesDone = p.transferred;
+            },
+          }),
+        );
+        log.info('image pushed', { repository: args.repository, digest: r.digest, bytes: r.size, uploaded: r.uploaded });
+        return { digest: r.digest, bytes: r.size, uploaded: r.uploaded };
+      } catch (err) {
+        throw registryFailure(err);
+      } finally {
+        client.close();
+      }
+    },
+
+    async prefetchImage(args: { registry: string; repository: string; digest: string; referenced: string[]; inUse: string[] }): Promise<{ dir: string; fetched: boolean }> {
+      if (!deps.cache) throw ApplicationFailure.nonRetryable(`host ${deps.hostId} has no image cache configured`, FailureType.InvalidInput);
+      const cache = deps.cache;
+      const client = new RegistryClient(registryOf(deps, args.registry));
+      const progress: ImageProgressDetails = {};
+      try {
+        const manifest = await client.getManifest(args.repository, args.digest);
+        const need = manifestBytes(manifest.bytes);
+        progress.bytesTotal = need;
+        const r = await beating(beat, () => progress, (signal) =>
+          cache.ensure(
+            args.digest,
+            need,
+            async (tmp, fillSignal) => {
+              await pullQemuImage(client, args.repository, args.digest, tmp, {
+                signal: fillSignal ?? signal,
+                onProgress: (p) => {
+                  progress.bytesDone = p.transferred;
+                },
+              });
+            },
+            { referenced: new Set(args.referenced), inUse: new Set(args.inUse), signal },
+          ),
+        );
+        return { dir: r.dir, fetched: r.fetched };
+      } catch (err) {
+        throw registryFailure(err);
+      } finally {
+        client.close();
+      }
+    },
+
+    async removeImageBuild(args: { buildDir: string }): Promise<void> {
+      if (!args.buildDir.startsWith(buildsDir)) return;
+      killAllMentioning(args.buildDir);
+      await fs.rm(args.buildDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Bytes an artifact's layers add up to (what the cache must admit before pulling). */
+function manifestBytes(bytes: Buffer): number {
+  const m = JSON.parse(bytes.toString('utf8')) as { layers?: Array<{ size?: number }> };
+  return (m.layers ?? []).reduce((n, l) => n + (typeof l.size === 'number' ? l.size : 0), 0);
+}
+
+export interface ImageSharedDeps {
+  client: Client;
+}
+
+export function createImageSharedActivities(deps: ImageSharedDeps) {
+  const catalog = (image: string, keep: number, promote: 'auto' | 'manual'): { workflowId: string; taskQueue: string; args: [ImageCatalogInput] } => ({
+    workflowId: imageCatalogWorkflowId(image),
+    taskQueue: Context.current().info.taskQueue,
+    args: [{ image, keep, promote }],
+  });
+  return {
+    async recordImageBuild(args: { keep: number; promote: 'auto' | 'manual'; record: ImageBuildRecord }): Promise<void> {
+      await deps.client.workflow.signalWithStart<typeof ImageCatalogWorkflow, [ImageBuildRecord]>('ImageCatalogWorkflow', {
+        ...catalog(args.record.image, args.keep, args.promote),
+        signal: imageBuiltSignal,
+        signalArgs: [args.record],
+      });
+    },
+    async recordImageBuildFailure(args: { image: string; keep: number; promote: 'auto' | 'manual'; failure: ImageBuildFailure }): Promise<void> {
+      await deps.client.workflow.signalWithStart<typeof ImageCatalogWorkflow, [ImageBuildFailure]>('ImageCatalogWorkflow', {
+        ...catalog(args.image, args.keep, args.promote),
+        signal: imageBuildFailedSignal,
+        signalArgs: [args.failure],
+      });
+    },
+  };
+}
+
+export type ImageHostActivities = ReturnType<typeof createImageHostActivities>;
+export type ImageSharedActivities = ReturnType<typeof createImageSharedActivities>;
