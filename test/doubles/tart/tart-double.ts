@@ -11,7 +11,7 @@
  * Faithful to tart where the driver depends on it (checked against cirruslabs/tart
  * Sources/tart/Commands/*.swift, VMStorageHelper.swift, VMStorageLocal.swift, VMStorageOCI.swift,
  * VMDirectory.swift, VMConfig.swift, Root.swift and swift-argument-parser's error messages):
- * - commands clone, run, ip, stop, delete, list, get, pull, set, fqn with tart's flags;
+ * - commands clone, run, ip, stop, delete, list, get, pull, push, set, fqn with tart's flags;
  *   anything else (unknown option, missing or extra argument, bad value) is rejected the way
  *   Swift ArgumentParser does: `Error: …`, a `Usage: …` line, exit 64;
  * - exit 2 with tart's messages for `the specified VM "X" does not exist` and
@@ -30,11 +30,19 @@
  *   TART_DOUBLE_MAX_RUNNING (default 2) VMs of this TART_HOME already run, it fails shortly
  *   after starting (TART_DOUBLE_LIMIT_DELAY_MS, default 300) with
  *   `The number of VMs exceeds the system limit (other running VMs: a, b)` on stderr, exit 1;
- * - registry credentials only from TART_REGISTRY_USERNAME / TART_REGISTRY_PASSWORD.
+ * - registry credentials only from TART_REGISTRY_USERNAME / TART_REGISTRY_PASSWORD;
+ * - `push` / `pull` / `clone` of a remote image talk HTTP to a real OCI registry in Tart's
+ *   image format and protocol (oci.ts, apple-lz4.ts; checked against Sources/tart/OCI/*.swift,
+ *   OCI/Layerizer/DiskV2.swift, VMDirectory+OCI.swift, VMStorageOCI.swift, Commands/Push.swift,
+ *   Pull.swift, Clone.swift) — unless the host is a directory of TART_DOUBLE_REGISTRY_DIR;
+ *   the cache keeps the manifest as `manifest.json`, the host's `:` percent-encoded
+ *   (`cache/OCIs/127.0.0.1%3A5000/…`), pulls go through the deterministic `tmp/<md5(name)>`.
  *
  * Double-only conventions (none of them exist in tart):
- * - Registry: TART_DOUBLE_REGISTRY_DIR/<host>/<namespace>/<tag>/{config.json,disk.img,nvram.bin}
- *   plays the OCI registry. The digest is sha256 over the files' hashes. Optional
+ * - Real registries: TLS trust = Node's roots + TART_DOUBLE_CA_FILE or SSL_CERT_FILE (tart uses
+ *   the macOS trust store); TART_DOUBLE_CHUNK_BYTES replaces the 512 MiB disk-layer size.
+ * - Registry directory: TART_DOUBLE_REGISTRY_DIR/<host>/<namespace>/<tag>/{config.json,disk.img,nvram.bin}
+ *   plays the OCI registry for the hosts it has a directory for (`push` copies files there). The digest is sha256 over the files' hashes. Optional
  *   `<host>/<namespace>/.auth` ("user:password") demands those registry credentials;
  *   `<host>/.http-only` makes pulls without --insecure fail like a TLS error.
  * - disk.img is JSON: `{ "sizeGB": 50, "guest": { "username", "password", "authorizedKeys": [],
@@ -55,6 +63,7 @@ import path from 'node:path';
 import type { AuthContext, Connection, ParsedKey, ServerChannel } from 'ssh2';
 import { bridgeExec } from '../../../drivers/guest-exec.js';
 import { isLivePid, pause, waitUntil } from '../../../drivers/procs.js';
+import { Registry, TartRuntimeError, pushVm, pullVm } from './oci.js';
 
 export const VERSION = '2.32.0';
 /** Carried on the argv of every process of the double (see the `tart` wrapper). */
@@ -186,6 +195,11 @@ const COMMANDS: Record<string, CommandSpec> = {
     ],
   },
   fqn: { name: 'fqn', args: [{ name: 'name' }], opts: [] },
+  push: {
+    name: 'push',
+    args: [{ name: 'local-name' }, { name: 'remote-names', variadic: true }],
+    opts: [flag('insecure'), option('concurrency', 'uint'), option('chunk-size', 'uint'), array('label'), flag('populate-cache')],
+  },
 };
 
 function optLabel(o: OptSpec, spelled = `--${o.long}`): string {
@@ -536,8 +550,9 @@ function remoteString(r: RemoteName): string {
   return `${r.host}/${r.namespace}${r.digest ? `@${r.digest}` : `:${r.tag}`}`;
 }
 
+/** VMStorageOCI: the host's `:` is percent-encoded (`127.0.0.1%3A5000`), `list` decodes it. */
 function ociPath(r: RemoteName): string {
-  return path.join(ociDir(), r.host, ...r.namespace.split('/'), r.digest ?? r.tag!);
+  return path.join(ociDir(), r.host.replace(/:/g, '%3A'), ...r.namespace.split('/'), r.digest ?? r.tag!);
 }
 
 function fileSha256(file: string): string {
@@ -589,9 +604,67 @@ function registryLookup(r: RemoteName, insecure: boolean): string {
   return found;
 }
 
+/** The host is played by TART_DOUBLE_REGISTRY_DIR (else a real registry is asked over HTTP). */
+function inRegistryDir(r: RemoteName): boolean {
+  const root = process.env.TART_DOUBLE_REGISTRY_DIR;
+  return Boolean(root) && fs.existsSync(path.join(root!, r.host));
+}
+
 /** VMStorageOCI.pull: cache by digest, point the tag at it. */
-function pullRemote(r: RemoteName, insecure: boolean): void {
+async function pullRemote(r: RemoteName, insecure: boolean, concurrency: number): Promise<void> {
   console.log(`pulling ${remoteString(r)}...`);
+  if (inRegistryDir(r)) {
+    pullFromRegistryDir(r, insecure);
+    return;
+  }
+  const registry = new Registry(r.host, r.namespace, insecure);
+  try {
+    console.log('pulling manifest...');
+    const { manifest, bytes } = await registry.pullManifest(r.digest ?? r.tag!);
+    const digestName: RemoteName = { host: r.host, namespace: r.namespace, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+    const digestDir = ociPath(digestName);
+    if (r.tag !== undefined && initialized(ociPath(r)) && initialized(digestDir) && linkTarget(ociPath(r)) === digestDir) {
+      console.log(`${remoteString(digestName)} image is already cached and linked!`);
+      return;
+    }
+    if (!initialized(digestDir)) {
+      // VMDirectory.temporaryDeterministic(key: name.description): a failed pull resumes here
+      const tmp = path.join(tmpDir(), createHash('md5').update(remoteString(r)).digest('hex'));
+      fs.mkdirSync(tmp, { recursive: true });
+      await pullVm(tmp, registry, manifest, { concurrency, log: (line) => console.log(line) });
+      fs.mkdirSync(path.dirname(digestDir), { recursive: true });
+      fs.rmSync(digestDir, { recursive: true, force: true });
+      fs.renameSync(tmp, digestDir);
+    } else {
+      console.log(`${remoteString(digestName)} image is already cached! creating a symlink...`);
+    }
+    linkOrMark(r, digestDir);
+  } finally {
+    registry.close();
+  }
+}
+
+function linkTarget(link: string): string | undefined {
+  try {
+    return fs.readlinkSync(link);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A tag becomes a symlink to the digest directory; a digest pull is marked explicitly pulled. */
+function linkOrMark(r: RemoteName, digestDir: string): void {
+  if (r.tag !== undefined) {
+    const link = ociPath(r);
+    fs.rmSync(link, { recursive: true, force: true });
+    fs.symlinkSync(digestDir, link);
+  } else {
+    fs.writeFileSync(path.join(digestDir, '.explicitly-pulled'), '');
+  }
+}
+
+/** The TART_DOUBLE_REGISTRY_DIR flavour of pullRemote. */
+function pullFromRegistryDir(r: RemoteName, insecure: boolean): void {
   const src = registryLookup(r, insecure);
   console.log('pulling manifest...');
   const digest = imageDigest(src);
@@ -611,13 +684,7 @@ function pullRemote(r: RemoteName, insecure: boolean): void {
   } else {
     console.log(`${remoteString(digestName)} image is already cached! creating a symlink...`);
   }
-  if (r.tag !== undefined) {
-    const link = ociPath(r);
-    fs.rmSync(link, { recursive: true, force: true });
-    fs.symlinkSync(digestDir, link);
-  } else {
-    fs.writeFileSync(path.join(digestDir, '.explicitly-pulled'), '');
-  }
+  linkOrMark(r, digestDir);
 }
 
 interface OciEntry {
@@ -638,9 +705,9 @@ function ociEntries(): OciEntry[] {
     for (const e of entries) {
       const full = path.join(dir, e.name);
       if (e.isSymbolicLink()) {
-        if (initialized(full)) out.push({ name: `${rel.join('/')}:${e.name}`, dir: full });
+        if (initialized(full)) out.push({ name: decodeURIComponent(`${rel.join('/')}:${e.name}`), dir: full });
       } else if (e.isDirectory()) {
-        if (initialized(full)) out.push({ name: `${rel.join('/')}@${e.name}`, dir: full });
+        if (initialized(full)) out.push({ name: decodeURIComponent(`${rel.join('/')}@${e.name}`), dir: full });
         else walk([...rel, e.name]);
       }
     }
@@ -651,13 +718,13 @@ function ociEntries(): OciEntry[] {
 
 // ---------------------------------------------------------------- commands
 
-function cmdClone(p: Parsed): number {
+async function cmdClone(p: Parsed): Promise<number> {
   const [source, newName] = p.args as [string, string];
   if (newName.includes('/')) throw usageError(COMMANDS.clone!, '<new-name> should be a local name');
   if (p.options.get('concurrency') === '0') throw usageError(COMMANDS.clone!, 'network concurrency cannot be less than 1');
   const remote = parseRemote(source);
   const insecure = p.flags.has('insecure');
-  if (remote && !initialized(ociPath(remote))) pullRemote(remote, insecure);
+  if (remote && !initialized(ociPath(remote))) await pullRemote(remote, insecure, Number(p.options.get('concurrency') ?? '4'));
   let srcDir: string;
   if (remote) {
     srcDir = ociPath(remote);
@@ -684,7 +751,7 @@ function cmdClone(p: Parsed): number {
   return 0;
 }
 
-function cmdPull(p: Parsed): number {
+async function cmdPull(p: Parsed): Promise<number> {
   const name = p.args[0]!;
   if (p.options.get('concurrency') === '0') throw usageError(COMMANDS.pull!, 'network concurrency cannot be less than 1');
   if (fs.existsSync(path.join(vmsDir(), name)) && initialized(path.join(vmsDir(), name))) {
@@ -693,7 +760,70 @@ function cmdPull(p: Parsed): number {
   }
   const remote = parseRemote(name);
   if (!remote) throw runtimeError(`failed to parse remote name: ${name}`);
-  pullRemote(remote, p.flags.has('insecure'));
+  await pullRemote(remote, p.flags.has('insecure'), Number(p.options.get('concurrency') ?? '4'));
+  return 0;
+}
+
+/** Push.swift: the VM (local, or a cached OCI one) to every remote name, grouped by host/namespace. */
+async function cmdPush(p: Parsed): Promise<number> {
+  const [localName, ...remoteNames] = p.args as [string, ...string[]];
+  const remote = parseRemote(localName);
+  const dir = remote ? ociPath(remote) : path.join(vmsDir(), localName);
+  if (!fs.existsSync(dir)) throw doesNotExist(localName);
+  if (!initialized(dir)) throw runtimeError('VM is missing some of its files (config.json, disk.img or nvram.bin)');
+  if (runningPid(dir) !== undefined) throw runtimeError(`VM "${localName}" is running`);
+  const targets = remoteNames.map((n) => {
+    const r = parseRemote(n);
+    if (!r) throw runtimeError(`failed to parse remote name: ${n}`);
+    return r;
+  });
+  const groups = new Map<string, RemoteName[]>();
+  for (const t of targets) groups.set(`${t.host}/${t.namespace}`, [...(groups.get(`${t.host}/${t.namespace}`) ?? []), t]);
+  const labels: Record<string, string> = {};
+  for (const l of p.arrays.get('label') ?? []) {
+    const eq = l.trim().indexOf('=');
+    const key = eq < 0 ? l.trim() : l.trim().slice(0, eq);
+    if (key) labels[key] = eq < 0 ? '' : l.trim().slice(eq + 1);
+  }
+  for (const group of groups.values()) {
+    const { host, namespace } = group[0]!;
+    const refs = group.map((g) => (g.digest ? `@${g.digest}` : `:${g.tag}`));
+    console.log(`pushing ${localName} to ${host}/${namespace}${refs.length === 1 ? refs[0] : `{${refs.join(',')}}`}...`);
+    if (inRegistryDir(group[0]!)) {
+      for (const g of group) copyVmFiles(dir, path.join(process.env.TART_DOUBLE_REGISTRY_DIR!, host, ...namespace.split('/'), g.tag ?? g.digest!));
+      continue;
+    }
+    const registry = new Registry(host, namespace, p.flags.has('insecure'));
+    try {
+      const references = group.map((g) => g.digest ?? g.tag!);
+      let digest: string;
+      if (remote) {
+        // lightweightPushToRegistry: re-tag the manifest the cached image came from
+        digest = path.basename(fs.realpathSync(dir));
+        if (!digest.startsWith('sha256:')) throw runtimeError(`OCI storage error: ${remoteString(remote)} is not a digest and doesn't point to a digest`);
+        const { bytes } = await registry.pullManifest(digest);
+        for (const ref of references) {
+          console.log(`pushing manifest for ${ref}...`);
+          await registry.pushManifest(ref, bytes);
+        }
+      } else {
+        digest = await pushVm(dir, registry, references, {
+          concurrency: Number(p.options.get('concurrency') ?? '4'),
+          chunkSizeMb: Number(p.options.get('chunk-size') ?? '0'),
+          labels,
+          log: (line) => console.log(line),
+        });
+        if (p.flags.has('populate-cache')) {
+          const digestDir = ociPath({ host, namespace, digest });
+          fs.rmSync(digestDir, { recursive: true, force: true });
+          copyVmFiles(dir, digestDir);
+        }
+      }
+      if (p.flags.has('populate-cache')) for (const g of group) if (g.tag !== undefined) linkOrMark(g, ociPath({ host, namespace, digest }));
+    } finally {
+      registry.close();
+    }
+  }
   return 0;
 }
 
@@ -1067,7 +1197,7 @@ const ROOT_USAGE = `OVERVIEW: tart (test double of Cirrus Labs' tart ${VERSION})
 USAGE: tart <subcommand>
 
 SUBCOMMANDS:
-  clone, run, set, get, list, ip, pull, stop, delete`;
+  clone, run, set, get, list, ip, pull, push, stop, delete, fqn`;
 
 /** Runs one tart command; returns the exit status (run: when the "VM" stops). */
 export async function main(argv: string[]): Promise<number> {
@@ -1097,9 +1227,11 @@ export async function main(argv: string[]): Promise<number> {
     const parsed = parse(cmd, rest);
     switch (cmd.name) {
       case 'clone':
-        return cmdClone(parsed);
+        return await cmdClone(parsed);
       case 'pull':
-        return cmdPull(parsed);
+        return await cmdPull(parsed);
+      case 'push':
+        return await cmdPush(parsed);
       case 'set':
         return cmdSet(parsed);
       case 'get':
@@ -1122,6 +1254,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof TartExit) {
       process.stderr.write(`${err.text}\n`);
+      return err.code;
+    }
+    if (err instanceof TartRuntimeError) {
+      process.stderr.write(`${err.message}\n`);
       return err.code;
     }
     process.stderr.write(`Error: ${(err as Error).message}\n`);
