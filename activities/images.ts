@@ -35,6 +35,7 @@ import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, FailureType } from '../core/failures.js';
 import { imageCatalogWorkflowId } from '../core/names.js';
+import { pullOciImageIntoCache } from '../drivers/qemu-oci.js';
 import { imageDigest, loadQemuImage, QEMU_IMAGE_PREFIX } from '../drivers/qemu-image.js';
 import { ImageCacheFullError, type ImageCache } from '../host/image-cache.js';
 import { PackerError, processesMentioning, templateHash } from '../packer/packer.js';
@@ -42,10 +43,10 @@ import { buildQemuRunnerImage } from '../packer/qemu-build.js';
 import { smokeTestQemuImage } from '../packer/smoke.js';
 import { RegistryClient, type RegistryEndpoint } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { pullQemuImage, pushQemuImage } from '../registry/qemu-artifact.js';
-import type { ImageBuildFailure, ImageBuildRecord, ImageBuildSpec, ImageCatalogInput } from '../workflows/api.js';
+import { pushQemuImage } from '../registry/qemu-artifact.js';
+import type { ImageBuildFailure, ImageBuildRecord, ImageBuildSpec, ImageCatalogInput, ImageCatalogStatus, PoolImage } from '../workflows/api.js';
 import type { ImageCatalogWorkflow } from '../workflows/image-catalog.js';
-import { imageBuildFailedSignal, imageBuiltSignal } from '../workflows/api.js';
+import { imageBuildFailedSignal, imageBuiltSignal, imageStatusQuery, poolStatusQuery } from '../workflows/api.js';
 
 export interface ImageHostDeps {
   hostId: string;
@@ -279,23 +280,20 @@ export function createImageHostActivities(deps: ImageHostDeps) {
       const client = new RegistryClient(registryOf(deps, args.registry));
       const progress: ImageProgressDetails = {};
       try {
-        const manifest = await client.getManifest(args.repository, args.digest);
-        const need = manifestBytes(manifest.bytes);
-        progress.bytesTotal = need;
         const r = await beating(beat, () => progress, (signal) =>
-          cache.ensure(
-            args.digest,
-            need,
-            async (tmp, fillSignal) => {
-              await pullQemuImage(client, args.repository, args.digest, tmp, {
-                signal: fillSignal ?? signal,
-                onProgress: (p) => {
-                  progress.bytesDone = p.transferred;
-                },
-              });
+          pullOciImageIntoCache({
+            client,
+            cache,
+            repository: args.repository,
+            digest: args.digest,
+            referenced: new Set(args.referenced),
+            inUse: new Set(args.inUse),
+            signal,
+            onProgress: (p) => {
+              progress.bytesTotal = p.bytesTotal;
+              progress.bytesDone = p.bytesDone;
             },
-            { referenced: new Set(args.referenced), inUse: new Set(args.inUse), signal },
-          ),
+          }),
         );
         return { dir: r.dir, fetched: r.fetched };
       } catch (err) {
@@ -313,12 +311,6 @@ export function createImageHostActivities(deps: ImageHostDeps) {
   };
 }
 
-/** Bytes an artifact's layers add up to (what the cache must admit before pulling). */
-function manifestBytes(bytes: Buffer): number {
-  const m = JSON.parse(bytes.toString('utf8')) as { layers?: Array<{ size?: number }> };
-  return (m.layers ?? []).reduce((n, l) => n + (typeof l.size === 'number' ? l.size : 0), 0);
-}
-
 export interface ImageSharedDeps {
   client: Client;
 }
@@ -329,7 +321,33 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
     taskQueue: Context.current().info.taskQueue,
     args: [{ image, keep, promote }],
   });
+  /** Open pools whose config follows `image` (`image: catalog:NAME`), with their hosts. */
+  const followers = async (image: string): Promise<Array<{ workflowId: string; hosts: string[] }>> => {
+    const found: Array<{ workflowId: string; hosts: string[] }> = [];
+    for await (const info of deps.client.workflow.list({ query: `WorkflowType = 'PoolWorkflow' AND ExecutionStatus = 'Running'` })) {
+      try {
+        const s = await deps.client.workflow.getHandle(info.workflowId).query(poolStatusQuery);
+        if (s.config.image === `catalog:${image}`) found.push({ workflowId: info.workflowId, hosts: [...s.config.hosts] });
+      } catch (err) {
+        log.warn('pool did not answer; it asks the catalog itself when it starts runners', { workflowId: info.workflowId, message: errorMessage(err) });
+      }
+    }
+    return found;
+  };
   return {
+    /** The current build of `image`, or undefined when it has none (or no catalog yet). */
+    async currentImage(args: { image: string }): Promise<PoolImage | undefined> {
+      let s: ImageCatalogStatus;
+      try {
+        s = await deps.client.workflow.getHandle(imageCatalogWorkflowId(args.image)).query(imageStatusQuery);
+      } catch (err) {
+        if ((err as { name?: string }).name === 'WorkflowNotFoundError') return undefined;
+        throw err;
+      }
+      const build = s.builds.find((b) => b.digest === s.current);
+      return build ? { ref: build.ref, digest: build.digest } : undefined;
+    },
+    imageFollowers: (args: { image: string }) => followers(args.image),
     async recordImageBuild(args: { keep: number; promote: 'auto' | 'manual'; record: ImageBuildRecord }): Promise<void> {
       await deps.client.workflow.signalWithStart<typeof ImageCatalogWorkflow, [ImageBuildRecord]>('ImageCatalogWorkflow', {
         ...catalog(args.record.image, args.keep, args.promote),

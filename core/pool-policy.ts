@@ -97,6 +97,34 @@ export function chooseRetirees(runners: readonly RunnerView[], retiring: Readonl
     .map((r) => r.workflowId);
 }
 
+/** Idle runners rolled onto a new image at once, per pool (the rest wait their turn). */
+export const ROLLOUT_BATCH = 2;
+
+/**
+ * Which idle runners to retire so the pool moves onto `currentDigest`: idle runners on another
+ * image (or none recorded), oldest first, so that at most `batch` of them are retiring at once
+ * (each is replaced on the new image before the next goes). Busy runners are never touched:
+ * they finish their job on the image they started with; starting ones are left to finish
+ * booting and are retired once idle.
+ */
+export function chooseRollout(
+  runners: readonly (RunnerView & { imageDigest?: string })[],
+  retiring: ReadonlySet<string>,
+  currentDigest: string | undefined,
+  batch = ROLLOUT_BATCH,
+): string[] {
+  if (currentDigest === undefined) return [];
+  const stale = (r: RunnerView & { imageDigest?: string }) => r.imageDigest !== currentDigest;
+  const inFlight = runners.filter((r) => retiring.has(r.workflowId) && stale(r)).length;
+  const room = batch - inFlight;
+  if (room <= 0) return [];
+  return runners
+    .filter((r) => r.phase === 'idle' && !retiring.has(r.workflowId) && stale(r))
+    .sort((a, b) => a.since - b.since || compareText(a.workflowId, b.workflowId))
+    .slice(0, room)
+    .map((r) => r.workflowId);
+}
+
 /** Code-point order: the same on every worker, whatever its locale (never localeCompare). */
 export function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

@@ -91,6 +91,15 @@ export interface PoolState {
   recentFailures: PoolFailure[];
   runs: number;
   lastAuditAt: number;
+  /** A pool following an image's catalog (`image: catalog:NAME`): the build it starts runners on. */
+  image?: PoolImage;
+}
+
+/** The image build a pool that follows a catalog runs new runners on. */
+export interface PoolImage {
+  /** `registry/repository@sha256:…`, as the driver pulls it. */
+  ref: string;
+  digest: string;
 }
 
 export interface PoolWorkflowInput {
@@ -118,6 +127,8 @@ export interface PoolRunnerView {
   startedAt: number;
   /** Its end was counted already (a failed runner reports the failure as its cleanup starts). */
   endCounted?: boolean;
+  /** The image digest it was started on, when the pool pins one. */
+  imageDigest?: string;
 }
 
 export interface PoolFailure {
@@ -149,9 +160,18 @@ export interface PoolStatus {
   recentFailures: PoolFailure[];
   /** Runs of this pool so far (continue-as-new keeps the state across runs). */
   runs: number;
+  /** A pool following a catalog: the build new runners start on, and idle runners still on older ones. */
+  image?: PoolImage & { staleRunners: number };
 }
 
 export const poolStatusQuery = defineQuery<PoolStatus>('poolStatus');
+export interface ImagePromotion {
+  image: string;
+  ref: string;
+  digest: string;
+}
+/** From an image's catalog to the pools following it, once the build's hosts hold it: new runners start on it, idle ones on older builds are recycled a few at a time. */
+export const imagePromotedSignal = defineSignal<[ImagePromotion]>('imagePromoted');
 /** Change size / minIdle / max. Rejected (nothing changes) when the values are invalid. */
 export const scalePoolUpdate = defineUpdate<PoolStatus, [PoolScale]>('scalePool');
 /** Running jobs finish; no new runners start; idle runners are retired. */
@@ -364,6 +384,19 @@ export interface ImageCatalogStatus {
   /** Consecutive failed builds since the last green one. */
   failingSince?: string;
   consecutiveFailures: number;
+  /** The last promotion's way to the fleet: hosts prefetching it, then the pools told. */
+  rollout?: ImageRollout;
+}
+
+export interface ImageRollout {
+  digest: string;
+  /** ISO 8601. */
+  startedAt: string;
+  state: 'prefetching' | 'notifying' | 'done';
+  hostsReady: string[];
+  /** Hosts whose prefetch failed, with why (their runners pull when they start). */
+  hostsFailed: Array<{ host: string; message: string }>;
+  pools: string[];
 }
 
 export interface ImageCatalogInput {
@@ -372,6 +405,8 @@ export interface ImageCatalogInput {
   promote: 'auto' | 'manual';
   /** Carried across continue-as-new. */
   state?: ImageCatalogStatus;
+  /** A promotion not yet rolled out to the fleet when the run continued as new. */
+  pendingRollout?: string;
 }
 
 export const imageStatusQuery = defineQuery<ImageCatalogStatus>('imageStatus');

@@ -17,7 +17,7 @@
 import { CancellationScope, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { ImageHostActivities, ImageSharedActivities, PreparedBuild } from '../activities/images.js';
 import { ms } from '../core/durations.js';
-import { errorMessage, FailureType } from '../core/failures.js';
+import { failureMessage, FailureType } from '../core/failures.js';
 import { hostTaskQueue } from '../core/names.js';
 import { imageBuildStatusQuery, type ImageBuildInput, type ImageBuildRecord, type ImageBuildStatus } from './api.js';
 
@@ -98,7 +98,7 @@ export async function ImageBuildWorkflow(input: ImageBuildInput): Promise<ImageB
     status.step = 'done';
     return record;
   } catch (err) {
-    status.failure = errorMessage(err);
+    status.failure = failureMessage(err);
     if (isCancellation(err)) {
       status.step = 'cancelled';
     } else {

@@ -33,10 +33,12 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { FleetSharedActivities } from '../activities/fleet.js';
+import type { ImageSharedActivities } from '../activities/images.js';
 import { errorMessage, FailureType } from '../core/failures.js';
 import { assertSlug, hostWorkflowId, runnerName as makeRunnerName, runnerWorkflowId, runToken } from '../core/names.js';
 import {
   chooseRetirees,
+  chooseRollout,
   countRunnerEnd,
   expireQueued,
   keptCount,
@@ -51,6 +53,7 @@ import type { RunnerOutcome, RunnerSpec } from '../core/runner-spec.js';
 import { RunnerPhase, SA_HOST, SA_PHASE, SA_POOL } from '../core/search-attributes.js';
 import {
   drainPoolUpdate,
+  imagePromotedSignal,
   jobProgressedSignal,
   jobQueuedSignal,
   poolStatusQuery,
@@ -71,6 +74,10 @@ import {
 import { RunnerWorkflow } from './runner.js';
 
 export { validateScale };
+
+const CATALOG_PREFIX = 'catalog:';
+/** A pool whose image has no promoted build asks the catalog again after this (promotions also arrive by signal). */
+const IMAGE_WAIT_MS = 60_000;
 
 export function validatePoolConfig(config: PoolConfig): void {
   assertSlug('pool name', config.name);
@@ -120,6 +127,11 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
   });
 
+  const images = proxyActivities<ImageSharedActivities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
+  });
+
   const count = (phase: PoolRunnerPhase) => [...runners.values()].filter((r) => r.phase === phase).length;
   const kept = () => keptCount([...runners.values()], retiring);
   const target = () =>
@@ -143,6 +155,9 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     return signalRetire;
   };
   const limitReached = () => config.maxRunners !== undefined && state.seq >= config.maxRunners;
+  /** `image: catalog:NAME`: the pool runs the image's current build, and moves with it. */
+  const follows = config.image.startsWith(CATALOG_PREFIX) ? config.image.slice(CATALOG_PREFIX.length) : undefined;
+  const staleRunners = () => (state.image ? [...runners.values()].filter((r) => r.phase !== 'cleaning' && r.imageDigest !== state.image!.digest).length : 0);
 
   const status = (): PoolStatus => ({
     pool: config.name,
@@ -161,6 +176,7 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     blocked,
     recentFailures: [...state.recentFailures],
     runs: state.runs,
+    ...(state.image ? { image: { ...state.image, staleRunners: staleRunners() } } : {}),
   });
 
   setHandler(poolStatusQuery, status);
@@ -194,6 +210,12 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     log.info('pool resumed', { pool: config.name });
     touch();
     return status();
+  });
+  setHandler(imagePromotedSignal, ({ image, ref, digest }) => {
+    if (image !== follows || state.image?.digest === digest) return;
+    log.info('pool moves onto a new image build', { pool: config.name, image, digest });
+    state.image = { ref, digest };
+    touch();
   });
   setHandler(jobQueuedSignal, ({ jobId }) => {
     if (state.queued[jobId] !== undefined || state.doneJobs.includes(jobId)) return;
@@ -263,8 +285,8 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
       const spec: RunnerSpec = {
         pool: config.name,
         host,
-        image: config.image,
-        imageDigest: config.imageDigest,
+        image: state.image?.ref ?? config.image,
+        imageDigest: state.image?.digest ?? config.imageDigest,
         labels: config.labels,
         runnerGroupId: config.runnerGroupId,
         cpu: config.cpu,
@@ -293,7 +315,8 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
       }
       const now = Date.now();
       const runnerName = makeRunnerName({ pool: config.name, token: runToken(child.firstExecutionRunId) });
-      runners.set(workflowId, { workflowId, runnerName, host, phase: 'starting', since: now, startedAt: now });
+      const imageDigest = state.image?.digest ?? config.imageDigest;
+      runners.set(workflowId, { workflowId, runnerName, host, phase: 'starting', since: now, startedAt: now, ...(imageDigest ? { imageDigest } : {}) });
       return true;
     }
   };
@@ -303,6 +326,21 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
     for (const id of chooseRetirees([...runners.values()], retiring, target())) {
       const r = runners.get(id);
       if (!r || !track(r, { kind: 'retire' })) continue;
+      try {
+        await getExternalWorkflowHandle(id).signal(retireRunnerSignal);
+      } catch {
+        // Already gone: its end signal (or the audit) removes it.
+      }
+    }
+  };
+
+  /** Idle runners on an older build of the image the pool follows: a few at a time, replaced on the current one. */
+  const rollOut = async () => {
+    if (!follows || state.draining) return;
+    for (const id of chooseRollout([...runners.values()], retiring, state.image?.digest)) {
+      const r = runners.get(id);
+      if (!r || !track(r, { kind: 'retire' })) continue;
+      log.info('recycling an idle runner onto the current image', { pool: config.name, workflowId: id, digest: state.image?.digest });
       try {
         await getExternalWorkflowHandle(id).signal(retireRunnerSignal);
       } catch {
@@ -330,6 +368,12 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
       state.queued = expireQueued(state.queued, Date.now(), tuning.queuedJobTtlMs);
       if (Date.now() - state.lastAuditAt >= tuning.auditIntervalMs) await audit();
       await retireExcess();
+      await rollOut();
+      if (follows && !state.image) {
+        // No build to run yet: ask the catalog (it also tells the pool when one is promoted).
+        const current = await images.currentImage({ image: follows });
+        if (current) state.image = current;
+      }
       const next = nextPoolStep({
         now: Date.now(),
         target: target(),
@@ -341,7 +385,10 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
       });
       if (next.kind === 'finish') break;
       let waitMs: number | undefined;
-      if (next.kind === 'place') {
+      if (next.kind === 'place' && follows && !state.image) {
+        blocked = `image ${follows} has no promoted build yet (ekiden image build ${follows})`;
+        waitMs = IMAGE_WAIT_MS;
+      } else if (next.kind === 'place') {
         if (await placeRunner()) continue; // see whether another one is needed
         waitMs = tuning.hostRetryMs; // placeRunner said why it is blocked
       } else {

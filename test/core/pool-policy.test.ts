@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   backoffDelay,
   chooseRetirees,
+  chooseRollout,
   compareText,
   countRunnerEnd,
   expireQueued,
@@ -82,6 +83,22 @@ describe('pool target', () => {
 });
 
 const r = (workflowId: string, phase: PoolRunnerPhase, since: number, host = 'h1'): RunnerView => ({ workflowId, phase, since, host });
+
+describe('rollout onto a new image build', () => {
+  const on = (id: string, phase: PoolRunnerPhase, since: number, imageDigest?: string) => ({ ...r(id, phase, since), ...(imageDigest ? { imageDigest } : {}) });
+  const runners = [on('a', 'idle', 30, 'old'), on('b', 'idle', 10, 'old'), on('c', 'busy', 5, 'old'), on('d', 'starting', 1, 'old'), on('e', 'idle', 20, 'new'), on('f', 'idle', 40), on('g', 'cleaning', 2, 'old')];
+  it.each([
+    ['no current build: nothing moves', new Set<string>(), undefined, 2, []],
+    ['idle runners on another build (or none recorded), oldest first, a batch at a time', new Set<string>(), 'new', 2, ['b', 'a']],
+    ['one stale runner already retiring leaves room for one more', new Set(['b']), 'new', 2, ['a']],
+    ['a full batch retiring: none', new Set(['b', 'a']), 'new', 2, []],
+    ['a runner retiring on the current build does not use the batch', new Set(['e']), 'new', 2, ['b', 'a']],
+    ['batch of 3 reaches the one with no digest recorded', new Set<string>(), 'new', 3, ['b', 'a', 'f']],
+    ['busy, starting and cleaning runners are never chosen', new Set<string>(), 'new', 10, ['b', 'a', 'f']],
+  ] as const)('%s', (_why, retiring, digest, batch, want) => {
+    expect(chooseRollout(runners, retiring, digest, batch)).toEqual(want);
+  });
+});
 
 describe('retirement', () => {
   const runners = [r('a', 'idle', 10), r('b', 'idle', 30), r('c', 'busy', 5), r('d', 'starting', 40), r('e', 'idle', 20), r('f', 'cleaning', 1)];
