@@ -2,9 +2,10 @@
  * The `ekiden` command. Verbs: `up` (the embedded one-machine default), `worker` (a host
  * worker from a config file), `webhook` (the GitHub webhook receiver), and the operator verbs
  * `pool …` (cli/pool.ts), `status` (cli/status.ts), `runners` (cli/runners.ts), `hosts`
- * (cli/hosts.ts). `--help` / `-h` on any verb (or `ekiden help VERB`) prints its usage to stdout
- * and exits 0; `ekiden --version` prints the package version. Invalid arguments exit 2 with a
- * one-line reason. Numbers and names are checked by the config file's rules (config/bounds.ts).
+ * (cli/hosts.ts), `image …` (cli/image.ts). `--help` / `-h` on any verb (or `ekiden help VERB`)
+ * prints its usage to stdout and exits 0; `ekiden --version` prints the package version.
+ * Invalid arguments exit 2 with a one-line reason. Numbers and names are checked by the config
+ * file's rules (config/bounds.ts).
  */
 import { BOUNDS, labelProblem } from '../config/bounds.js';
 import { ConfigError } from '../config/fields.js';
@@ -13,6 +14,7 @@ import { parseArgsMessage } from './command.js';
 import { HelpRequest, UsageError } from './errors.js';
 import { FLEET_USAGE } from './fleet.js';
 import { hostsCommand } from './hosts.js';
+import { IMAGE_USAGE, imageCommand } from './image.js';
 import type { CliIo } from './io.js';
 import { poolCommand } from './pool.js';
 import { runnersCommand } from './runners.js';
@@ -86,6 +88,7 @@ const USAGE = `usage:
   ${WORKER_SYNOPSIS}
   ${WEBHOOK_SYNOPSIS}
 ${FLEET_USAGE}
+${IMAGE_USAGE}
   ekiden help [VERB...]     a verb's usage and every flag it takes (also: ekiden VERB --help)
   ekiden --version          the version of this CLI`;
 
@@ -172,6 +175,8 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         return await runnersCommand(rest, cli);
       case 'hosts':
         return await hostsCommand(rest, cli);
+      case 'image':
+        return await imageCommand(rest, cli);
       case 'help':
         // `ekiden help pool create` is `ekiden pool create --help`.
         if (rest.length > 0 && rest[0] !== 'help') return await main([...rest, '--help'], cli);
