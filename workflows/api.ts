@@ -322,6 +322,8 @@ export interface ImageBuildSpec {
 export interface ImageBuildInput {
   spec: ImageBuildSpec;
   trigger: 'schedule' | 'manual';
+  /** A host step whose worker stops heartbeating this long is retried elsewhere or later (default 60 s). */
+  heartbeatTimeoutMs?: number;
 }
 
 /** A build that passed its smoke test and was pushed: what the digest contains. */

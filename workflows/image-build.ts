@@ -32,33 +32,34 @@ export async function ImageBuildWorkflow(input: ImageBuildInput): Promise<ImageB
   setHandler(imageBuildStatusQuery, () => status);
 
   const queue = hostTaskQueue(host);
+  const heartbeatTimeout = ms(input.heartbeatTimeoutMs ?? 60_000);
   // Waiting for the build host is part of a build: a host that is off for a while delays it.
   const onHost = proxyActivities<ImageHostActivities>({
     taskQueue: queue,
     scheduleToStartTimeout: '1 hour',
     startToCloseTimeout: '30 minutes',
-    heartbeatTimeout: '1 minute',
+    heartbeatTimeout,
     retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   const packer = proxyActivities<ImageHostActivities>({
     taskQueue: queue,
     scheduleToStartTimeout: '1 hour',
     startToCloseTimeout: ms(spec.buildTimeoutMs + 60_000),
-    heartbeatTimeout: '1 minute',
+    heartbeatTimeout,
     retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   const smoke = proxyActivities<ImageHostActivities>({
     taskQueue: queue,
     scheduleToStartTimeout: '1 hour',
     startToCloseTimeout: ms(spec.smokeTimeoutMs + 60_000),
-    heartbeatTimeout: '1 minute',
+    heartbeatTimeout,
     retry: { initialInterval: '10s', maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   const transfer = proxyActivities<ImageHostActivities>({
     taskQueue: queue,
     scheduleToStartTimeout: '1 hour',
     startToCloseTimeout: '6 hours',
-    heartbeatTimeout: '1 minute',
+    heartbeatTimeout,
     retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 20, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   const shared = proxyActivities<ImageSharedActivities>({
