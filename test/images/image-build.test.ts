@@ -28,6 +28,7 @@ import { QEMU_ANNOTATIONS } from '../../registry/qemu-artifact.js';
 import { imageStatusQuery, type ImageBuildSpec, type ImageCatalogStatus } from '../../workflows/api.js';
 import type { ImageBuildWorkflow } from '../../workflows/image-build.js';
 import { createHostWorker, type HostWorker } from '../../workers/host-worker.js';
+import { recordFixture } from '../support/fixtures.js';
 import { BUNDLE, temporalSkipReason } from '../support/harness.js';
 import { registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
 import { waitUntil } from '../support/wait.js';
@@ -153,6 +154,7 @@ describe.skipIf(SKIP !== '')(`image builds${SKIP ? ` — skipped: ${SKIP}` : ''}
     expect(status.consecutiveFailures).toBe(0);
     // Nothing of the build is left on the host.
     expect(buildDirs()).toEqual([]);
+    recordFixture('image-build', await handle.fetchHistory());
   });
 
   it('a broken template fails the build, promotes nothing and leaves no build directory', { timeout: 300_000 }, async () => {

@@ -25,6 +25,7 @@ import {
 } from '../../workflows/api.js';
 import type { ImageCatalogWorkflow } from '../../workflows/image-catalog.js';
 import type { PoolWorkflow } from '../../workflows/pool.js';
+import { recordFixture } from '../support/fixtures.js';
 import { createHarness, REPO, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
@@ -152,5 +153,8 @@ describe.skipIf(skip)('pools rolling onto promoted builds', () => {
     const s = await waitUntil(status, allOn(builds[0]!.digest), 60_000, 'every runner back on build 0');
     expect(s.image?.digest).toBe(builds[0]!.digest);
     expect(s.consecutiveFailures).toBe(0);
+    // This release's replay fixtures (test/workflows/histories.test.ts replays them).
+    recordFixture('image-catalog', await catalog.fetchHistory());
+    recordFixture('pool-catalog', await pool.fetchHistory());
   });
 });
