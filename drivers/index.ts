@@ -3,7 +3,7 @@
  */
 import { FakeDriver } from './fake.js';
 import { join } from 'node:path';
-import { QemuDriver } from './qemu.js';
+import { QemuDriver, type QemuOciOptions } from './qemu.js';
 import { TartDriver } from './tart.js';
 import type { VmDriver } from './types.js';
 
@@ -24,7 +24,16 @@ export type DriverSettings =
       maxRunning?: number;
     };
 
-export function createDriver(settings: DriverSettings): VmDriver {
+/**
+ * What a driver needs besides its settings: objects made at run time (the host's image cache,
+ * the registry endpoint with its password in memory), never part of a config file.
+ */
+export interface DriverRuntime {
+  /** QEMU: registry images (`HOST/REPO@sha256:…`) served from this image cache. */
+  qemuOci?: QemuOciOptions;
+}
+
+export function createDriver(settings: DriverSettings, runtime: DriverRuntime = {}): VmDriver {
   switch (settings.kind) {
     case 'fake':
       return new FakeDriver({ root: settings.root, images: settings.images, bootDelayMs: settings.bootDelayMs });
@@ -36,6 +45,7 @@ export function createDriver(settings: DriverSettings): VmDriver {
         cpu: settings.cpu,
         memoryMb: settings.memoryMb,
         maxRunning: settings.maxRunning,
+        ...(runtime.qemuOci ? { oci: runtime.qemuOci } : {}),
       });
     case 'tart':
       return new TartDriver({

@@ -6,7 +6,8 @@
  * `debian-bookworm-<hash>`, or an alias symlink such as `debian-bookworm-runner` that the
  * builder points at its latest build); `qemu:/absolute/dir` names any directory. A directory
  * is an image when it holds `manifest.json`, `disk.qcow2`, `vmlinuz` and `initrd.img` (file
- * names as the manifest says).
+ * names as the manifest says). Registry images (`HOST[:PORT]/REPO@sha256:…`) are image
+ * directories of the same shape in the host's image cache; drivers/qemu-oci.ts names them.
  */
 import { errCode } from './vm-dirs.js';
 import { spawn } from 'node:child_process';
@@ -60,7 +61,7 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 /** Directory an image ref names (not checked for existence). */
 export function imageRefDir(imagesDir: string, ref: string): string {
   if (!ref.startsWith(QEMU_IMAGE_PREFIX)) {
-    throw new DriverError('invalid', `image "${ref}" is not a QEMU image ref; use qemu:<name> (e.g. ${DEFAULT_QEMU_IMAGE}) or qemu:/absolute/dir`);
+    throw new DriverError('invalid', `image "${ref}" is not a local QEMU image ref; use qemu:<name> (e.g. ${DEFAULT_QEMU_IMAGE}) or qemu:/absolute/dir (registry images, HOST/REPO@sha256:…, come from the image cache: drivers/qemu-oci.ts)`);
   }
   const rest = ref.slice(QEMU_IMAGE_PREFIX.length);
   if (path.isAbsolute(rest)) return path.normalize(rest);

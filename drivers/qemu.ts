@@ -1,12 +1,16 @@
 /**
  * VmDriver for Linux hosts: one QEMU process per VM, guests from images built by
- * images/build-debian.sh (see drivers/qemu-image.ts for image refs).
+ * images/build-debian.sh (see drivers/qemu-image.ts for `qemu:` image refs) or pulled from an
+ * OCI registry by digest into the host's image cache (`HOST[:PORT]/REPO@sha256:…`, see
+ * drivers/qemu-oci.ts; needs the `oci` option).
  *
  * Layout under `root`:
  *   accel.json              cached verdict of the KVM probe (accel 'auto')
  *   vms/<name>/vm.json      state: image, resolved kernel/initrd/disk, host key fingerprint,
  *                           machine id, MAC; while it runs: pid, SSH port, QMP socket, accel
- *   vms/<name>/disk.qcow2   copy-on-write overlay over the image's disk.qcow2
+ *   vms/<name>/disk.qcow2   copy-on-write overlay over the image's disk.qcow2 (for a registry
+ *                           image: `<cache>/sha256/<hex>/disk.qcow2`, which the cache must not
+ *                           delete while the VM exists: see imageDigestsInUse)
  *   vms/<name>/keys/        host_ed25519(.pub): the guest's SSH host key, handed to the guest
  *                           at boot as a fw_cfg file (never on any argv); client_ed25519(.pub):
  *                           the key Ekiden logs in with (its .pub is the guest's authorized key)
@@ -33,7 +37,10 @@ import ssh2 from 'ssh2';
 import { hostKeyFingerprint } from '../ssh/client.js';
 import { resolveAutoAccel, type Accel } from './qemu-accel.js';
 import { defaultCpuModel, qemuArgs, uuidOf, type QemuNetArgs } from './qemu-args.js';
-import { imageDigest, loadQemuImage } from './qemu-image.js';
+import { imageDigest, loadQemuImage, QEMU_IMAGE_PREFIX, type QemuImage } from './qemu-image.js';
+import { endpointFor, isOciImageRef, ociPullError, parseOciImageRef, pullOciImageIntoCache, type OciImageRef, type OciPullProgress } from './qemu-oci.js';
+import type { ImageCache } from '../host/image-cache.js';
+import { RegistryClient, type RegistryEndpoint } from '../registry/client.js';
 import { freeLoopbackPort, isHostfwdRace, lastGuestIpv4, pickTapIfname } from './qemu-net.js';
 import { isQemuOf, killQuietly, launchDaemonized, readPidFile, runTool, stopQemu } from './qemu-process.js';
 import { clearRuntime, qemuVmFiles, qmpSocketPath, readQemuRecord, writeQemuRecord, type QemuVmRecord } from './qemu-record.js';
@@ -51,11 +58,32 @@ export type QemuNetwork =
    */
   | { kind: 'tap'; ifname: string };
 
+/** Registry images (`HOST[:PORT]/REPO@sha256:…`) served from the host's content-addressed cache. */
+export interface QemuOciOptions {
+  /** Where pulled images live (`<root>/sha256/<hex>/`); the host's one ImageCache. */
+  cache: ImageCache;
+  /** The registry images are pulled from (credentials in memory); a ref must name its host. */
+  registry?: RegistryEndpoint;
+  /**
+   * Digests in use besides this driver's VMs' (which it adds itself), e.g. fills elsewhere;
+   * never evicted to make room for a pull.
+   */
+  inUse?: () => Set<string> | Promise<Set<string>>;
+  /** Digests the pools reference (evicted only after everything else). */
+  referenced?: () => Set<string> | Promise<Set<string>>;
+  /** Progress of a pull (for logs or heartbeats). */
+  onProgress?: (p: OciPullProgress & { image: string; digest: string }) => void;
+  /** Names the host in messages ("host h1"); default "this host". */
+  where?: string;
+}
+
 export interface QemuDriverOptions {
   /** State directory on this host. */
   root: string;
-  /** Image cache (images/build-debian.sh --out); usually defaultQemuImagesDir(). */
+  /** Built images (images/build-debian.sh --out), for `qemu:` refs; usually defaultQemuImagesDir(). */
   imagesDir: string;
+  /** Registry images pinned by digest, from the host's image cache. Without it such refs are refused. */
+  oci?: QemuOciOptions;
   /** 'auto' (default): KVM when a probe boot under KVM reaches userspace, else TCG. */
   accel?: 'auto' | 'kvm' | 'tcg';
   /** vCPUs of new VMs (clone may override). Default 2. */
@@ -98,6 +126,9 @@ export class QemuDriver implements VmDriver {
   private readonly stopTimeoutMs: number;
   private readonly kvmProbeTimeoutMs: number;
   private readonly extraAppend: string;
+  private readonly oci: QemuOciOptions | undefined;
+  /** Registry image digests clones in progress are using (their VM is not listed yet). */
+  private readonly cloning = new Map<string, number>();
   private readonly locks = new KeyedLock();
   private accelMemo: Promise<Accel> | undefined;
 
@@ -116,6 +147,7 @@ export class QemuDriver implements VmDriver {
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
     this.kvmProbeTimeoutMs = opts.kvmProbeTimeoutMs ?? 20_000;
     this.extraAppend = opts.extraAppend ?? '';
+    this.oci = opts.oci;
     if (!['auto', 'kvm', 'tcg'].includes(this.accelOpt)) throw new DriverError('invalid', `accel must be auto, kvm or tcg`);
     checkResources(this.cpu, this.memoryMb);
     if (this.diskGb !== undefined && !(Number.isInteger(this.diskGb) && this.diskGb > 0)) {
@@ -135,16 +167,22 @@ export class QemuDriver implements VmDriver {
   // ---- images ----
 
   async localImage(args: { image: string }): Promise<ImageInfo | undefined> {
+    if (isOciImageRef(args.image)) {
+      const ref = this.ociRef(args.image);
+      return (await this.cachedOciImage(ref)) ? { image: args.image, digest: ref.digest } : undefined;
+    }
     const image = await loadQemuImage(this.imagesDir, args.image);
     if (!image) return undefined;
     return { image: args.image, digest: await imageDigest(image) };
   }
 
   /**
-   * Images are built on the host (images/ensure-image.sh), not fetched: this verifies that the
-   * image is there and returns its digest.
+   * `qemu:` images are built on the host (images/ensure-image.sh), not fetched: this verifies
+   * that the image is there and returns its digest. Registry images are pulled into the image
+   * cache (nothing is fetched when it holds them already); their digest is the manifest's.
    */
   async pullImage(args: { image: string; signal?: AbortSignal }): Promise<ImageInfo> {
+    if (isOciImageRef(args.image)) return this.pullOciImage(args.image, args.signal);
     const image = await loadQemuImage(this.imagesDir, args.image);
     if (!image) {
       throw new DriverError(
@@ -155,71 +193,179 @@ export class QemuDriver implements VmDriver {
     return { image: args.image, digest: await imageDigest(image, args.signal) };
   }
 
+  /**
+   * Digests of the cached registry images this root's VMs were cloned from (their overlays
+   * sit on the cached disks): the cache must neither evict nor collect them.
+   */
+  async imageDigestsInUse(): Promise<Set<string>> {
+    const used = new Set<string>([...this.cloning.keys()]);
+    for (const vm of await this.list()) {
+      const rec = await this.readRecord(vm.name).catch(() => undefined);
+      const digest = rec && this.ociDigestOf(rec);
+      if (digest) used.add(digest);
+    }
+    return used;
+  }
+
+  private async pullOciImage(image: string, signal?: AbortSignal): Promise<ImageInfo> {
+    const ref = this.ociRef(image);
+    const oci = this.oci!;
+    if (await this.cachedOciImage(ref)) {
+      await oci.cache.touch(ref.digest);
+      return { image, digest: ref.digest };
+    }
+    const where = oci.where ?? 'this host';
+    const client = new RegistryClient(endpointFor(ref, oci.registry, where));
+    try {
+      const [own, extra, referenced] = await Promise.all([this.imageDigestsInUse(), oci.inUse?.(), oci.referenced?.()]);
+      const r = await pullOciImageIntoCache({
+        client,
+        cache: oci.cache,
+        repository: ref.repository,
+        digest: ref.digest,
+        referenced: new Set(referenced ?? []),
+        inUse: new Set([...own, ...(extra ?? [])]),
+        signal,
+        onProgress: oci.onProgress && ((p) => oci.onProgress!({ ...p, image, digest: ref.digest })),
+      });
+      if (!(await loadQemuImage(this.imagesDir, `${QEMU_IMAGE_PREFIX}${r.dir}`))) {
+        throw new DriverError('failed', `image ${image}: the cache entry ${r.dir} is not a complete QEMU image`);
+      }
+      return { image, digest: ref.digest };
+    } catch (err) {
+      throw ociPullError(image, err);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The parsed registry ref; 'invalid' when it is malformed, unpinned, or this driver has no cache. */
+  private ociRef(image: string): OciImageRef {
+    const ref = parseOciImageRef(image);
+    if (!this.oci) {
+      throw new DriverError('invalid', `image ${image} is a registry image, but this QEMU driver has no image cache configured; use a qemu:NAME image or give the driver its oci options`);
+    }
+    return ref;
+  }
+
+  /** The cached image of a registry ref, or undefined when the cache does not hold it (completely). */
+  private async cachedOciImage(ref: OciImageRef): Promise<QemuImage | undefined> {
+    const cache = this.oci!.cache;
+    if (!(await cache.has(ref.digest))) return undefined;
+    const image = await loadQemuImage(this.imagesDir, `${QEMU_IMAGE_PREFIX}${cache.dir(ref.digest)}`);
+    return image && { ...image, ref: ref.ref };
+  }
+
+  /** The image a ref names as loaded for a clone (undefined: not there). */
+  private async imageFor(image: string): Promise<{ image: QemuImage; digest: (signal?: AbortSignal) => Promise<string> } | undefined> {
+    if (isOciImageRef(image)) {
+      const ref = this.ociRef(image);
+      const cached = await this.cachedOciImage(ref);
+      if (!cached) return undefined;
+      await this.oci!.cache.touch(ref.digest);
+      return { image: cached, digest: () => Promise.resolve(ref.digest) };
+    }
+    const local = await loadQemuImage(this.imagesDir, image);
+    return local && { image: local, digest: (signal) => imageDigest(local, signal) };
+  }
+
+  /** The cache digest a VM's record points at, when it was cloned from a registry image. */
+  private ociDigestOf(rec: QemuVmRecord): string | undefined {
+    if (!isOciImageRef(rec.image)) return undefined;
+    try {
+      return parseOciImageRef(rec.image).digest;
+    } catch {
+      return undefined;
+    }
+  }
+
   // ---- VMs ----
 
   async clone(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }): Promise<void> {
     checkVmName(args.name);
     checkResources(args.cpu ?? this.cpu, args.memoryMb ?? this.memoryMb);
     await this.locks.run(args.name, async () => {
-      const dir = this.vmDir(args.name);
-      if (existsSync(dir)) return;
-      const image = await loadQemuImage(this.imagesDir, args.image);
-      if (!image) throw new DriverError('not-found', `image ${args.image} is not cached on this host; build it with images/ensure-image.sh`);
-      const digest = await imageDigest(image, args.signal);
-      const base = await fs.realpath(image.disk);
-      args.signal?.throwIfAborted();
-      const vmsDir = path.join(this.root, 'vms');
-      await fs.mkdir(vmsDir, { recursive: true, mode: 0o700 });
-      const tmp = path.join(vmsDir, `.tmp-${args.name}-${rand()}`);
+      if (existsSync(this.vmDir(args.name))) return;
+      // A registry image counts as in use from here on: a GC now must not take it away.
+      const release = isOciImageRef(args.image) ? this.holdDigest(this.ociRef(args.image).digest) : () => {};
       try {
-        const files = qemuVmFiles(tmp);
-        await fs.mkdir(files.keysDir, { recursive: true, mode: 0o700 });
-        const createArgs = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, files.disk];
-        let growfs = false;
-        if (this.diskGb !== undefined) {
-          const info = JSON.parse(await runTool(this.qemuImgBinary, ['info', '--output=json', '-U', base], args.signal)) as { 'virtual-size': number };
-          const size = this.diskGb * 1024 ** 3;
-          if (size > info['virtual-size']) {
-            createArgs.push(String(size));
-            growfs = true;
-          }
+        const found = await this.imageFor(args.image);
+        if (!found) {
+          const how = isOciImageRef(args.image) ? 'pull it first (pullImage)' : 'build it with images/ensure-image.sh';
+          throw new DriverError('not-found', `image ${args.image} is not cached on this host; ${how}`);
         }
-        await runTool(this.qemuImgBinary, createArgs, args.signal);
-        const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${args.name} host key` });
-        const clientKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `ekiden@${os.hostname()} for ${args.name}` });
-        await fs.writeFile(files.hostKey, hostKey.private, { mode: 0o600 });
-        await fs.writeFile(files.hostKeyPub, `${hostKey.public}\n`, { mode: 0o644 });
-        await fs.writeFile(files.clientKey, clientKey.private, { mode: 0o600 });
-        await fs.writeFile(files.clientKeyPub, `${clientKey.public}\n`, { mode: 0o644 });
-        await fs.writeFile(files.hostname, args.name, { mode: 0o644 });
-        const parsed = ssh2.utils.parseKey(hostKey.public);
-        if (parsed instanceof Error) throw parsed;
-        const mac = randomBytes(3);
-        const rec: QemuVmRecord = {
-          format: 1,
-          name: args.name,
-          image: args.image,
-          imageDir: image.dir,
-          digest,
-          kernel: await fs.realpath(image.kernel),
-          initrd: await fs.realpath(image.initrd),
-          append: image.append,
-          username: image.username,
-          hostKeySha256: hostKeyFingerprint(parsed.getPublicSSH()),
-          machineId: randomBytes(16).toString('hex'),
-          mac: `52:54:00:${[...mac].map((b) => b.toString(16).padStart(2, '0')).join(':')}`,
-          cpu: args.cpu ?? this.cpu,
-          memoryMb: args.memoryMb ?? this.memoryMb,
-          createdAt: new Date().toISOString(),
-        };
-        if (growfs) rec.growfs = true;
-        await fs.writeFile(path.join(tmp, VM_RECORD_FILE), vmRecordText(rec));
-        args.signal?.throwIfAborted();
-        await fs.rename(tmp, dir);
+        await this.cloneFrom(args, found.image, await found.digest(args.signal));
       } finally {
-        await fs.rm(tmp, { recursive: true, force: true });
+        release();
       }
     });
+  }
+
+  private holdDigest(digest: string): () => void {
+    this.cloning.set(digest, (this.cloning.get(digest) ?? 0) + 1);
+    return () => {
+      const n = (this.cloning.get(digest) ?? 1) - 1;
+      if (n > 0) this.cloning.set(digest, n);
+      else this.cloning.delete(digest);
+    };
+  }
+
+  /** Builds the VM's directory (overlay, keys, record) beside it and renames it into place. */
+  private async cloneFrom(args: { image: string; name: string; cpu?: number; memoryMb?: number; signal?: AbortSignal }, image: QemuImage, digest: string): Promise<void> {
+    const dir = this.vmDir(args.name);
+    const base = await fs.realpath(image.disk);
+    args.signal?.throwIfAborted();
+    const vmsDir = path.join(this.root, 'vms');
+    await fs.mkdir(vmsDir, { recursive: true, mode: 0o700 });
+    const tmp = path.join(vmsDir, `.tmp-${args.name}-${rand()}`);
+    try {
+      const files = qemuVmFiles(tmp);
+      await fs.mkdir(files.keysDir, { recursive: true, mode: 0o700 });
+      const createArgs = ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, files.disk];
+      let growfs = false;
+      if (this.diskGb !== undefined) {
+        const info = JSON.parse(await runTool(this.qemuImgBinary, ['info', '--output=json', '-U', base], args.signal)) as { 'virtual-size': number };
+        const size = this.diskGb * 1024 ** 3;
+        if (size > info['virtual-size']) {
+          createArgs.push(String(size));
+          growfs = true;
+        }
+      }
+      await runTool(this.qemuImgBinary, createArgs, args.signal);
+      const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${args.name} host key` });
+      const clientKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `ekiden@${os.hostname()} for ${args.name}` });
+      await fs.writeFile(files.hostKey, hostKey.private, { mode: 0o600 });
+      await fs.writeFile(files.hostKeyPub, `${hostKey.public}\n`, { mode: 0o644 });
+      await fs.writeFile(files.clientKey, clientKey.private, { mode: 0o600 });
+      await fs.writeFile(files.clientKeyPub, `${clientKey.public}\n`, { mode: 0o644 });
+      await fs.writeFile(files.hostname, args.name, { mode: 0o644 });
+      const parsed = ssh2.utils.parseKey(hostKey.public);
+      if (parsed instanceof Error) throw parsed;
+      const mac = randomBytes(3);
+      const rec: QemuVmRecord = {
+        format: 1,
+        name: args.name,
+        image: args.image,
+        imageDir: image.dir,
+        digest,
+        kernel: await fs.realpath(image.kernel),
+        initrd: await fs.realpath(image.initrd),
+        append: image.append,
+        username: image.username,
+        hostKeySha256: hostKeyFingerprint(parsed.getPublicSSH()),
+        machineId: randomBytes(16).toString('hex'),
+        mac: `52:54:00:${[...mac].map((b) => b.toString(16).padStart(2, '0')).join(':')}`,
+        cpu: args.cpu ?? this.cpu,
+        memoryMb: args.memoryMb ?? this.memoryMb,
+        createdAt: new Date().toISOString(),
+      };
+      if (growfs) rec.growfs = true;
+      await fs.writeFile(path.join(tmp, VM_RECORD_FILE), vmRecordText(rec));
+      args.signal?.throwIfAborted();
+      await fs.rename(tmp, dir);
+    } finally {
+      await fs.rm(tmp, { recursive: true, force: true });
+    }
   }
 
   async start(args: { name: string; signal?: AbortSignal }): Promise<void> {
@@ -402,7 +548,7 @@ export class QemuDriver implements VmDriver {
   }
 
   private async pickTap(template: string, name: string): Promise<string> {
-    const used = new Set<string>();
+    const used = new Set<string>([...this.cloning.keys()]);
     for (const vm of await this.list()) {
       if (vm.name === name || vm.state !== 'running') continue;
       const other = await this.readRecord(vm.name);
