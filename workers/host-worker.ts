@@ -72,6 +72,8 @@ export interface HostWorkerOptions {
 
 export interface HostImageOptions {
   registry?: RegistryEndpoint;
+  /** The host's image cache, shared with its driver (default: hostImageCache(dataDir)). */
+  cache?: ImageCache;
   /** Where `qemu:NAME` images are (the QEMU driver's imagesDir); default the image cache of images/ensure-image.sh. */
   qemuImagesDir?: string;
   /** Disk the host's content-addressed image cache may use (default 200 GiB). */
@@ -79,6 +81,15 @@ export interface HostImageOptions {
   /** Unused images no pool references are kept this long (default 7 days). */
   cacheRetentionMs?: number;
   accel?: 'auto' | 'kvm' | 'tcg';
+}
+
+/** The content-addressed image cache of the host whose data dir is `dataDir` (`<dataDir>/image-cache`). */
+export function hostImageCache(dataDir: string, opts: { cacheBudgetBytes?: number; cacheRetentionMs?: number } = {}): ImageCache {
+  return new ImageCache({
+    root: join(dataDir, 'image-cache'),
+    budgetBytes: opts.cacheBudgetBytes ?? 200 * 1024 ** 3,
+    retentionMs: opts.cacheRetentionMs ?? 7 * 24 * 3600_000,
+  });
 }
 
 /** Ekiden's version, from its package.json. */
@@ -138,11 +149,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     dataDir: opts.dataDir,
     qemuImagesDir: opts.images?.qemuImagesDir ?? defaultQemuImagesDir(),
     ...(opts.images?.registry ? { registry: opts.images.registry } : {}),
-    cache: new ImageCache({
-      root: join(opts.dataDir, 'image-cache'),
-      budgetBytes: opts.images?.cacheBudgetBytes ?? 200 * 1024 ** 3,
-      retentionMs: opts.images?.cacheRetentionMs ?? 7 * 24 * 3600_000,
-    }),
+    cache: opts.images?.cache ?? hostImageCache(opts.dataDir, opts.images),
     env: process.env,
     ...(opts.images?.accel ? { accel: opts.images.accel } : {}),
   });

@@ -17,7 +17,7 @@ import { ConfigError, parseWorkerConfig } from '../config/schema.js';
 import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
-import { createHostWorker } from './host-worker.js';
+import { createHostWorker, hostImageCache } from './host-worker.js';
 import { installRuntime } from './logging.js';
 import { pauseAfterActivities } from './test-hooks.js';
 import { errorMessage } from '../core/failures.js';
@@ -79,6 +79,8 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
     const octokit = createOctokit(config.github);
     const registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
+    // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).
+    const imageCache = hostImageCache(config.host.dataDir);
     const worker = await createHostWorker({
       connection,
       client,
@@ -87,7 +89,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       namespace: config.temporal.namespace,
       sharedTaskQueue: config.temporal.taskQueue,
       hostId: config.host.id,
-      driver: createDriver(config.driver),
+      driver: createDriver(config.driver, { qemuOci: { cache: imageCache, ...(registry ? { registry } : {}), where: `host ${config.host.id}` } }),
       github: new RunnerRegistry(octokit, config.github.scope),
       githubRunnerUrl: scopeWebUrl(config.github.apiUrl, config.github.scope),
       dataDir: config.host.dataDir,
@@ -96,6 +98,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       shutdownGraceMs: config.host.shutdownGraceMs,
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       images: {
+        cache: imageCache,
         ...(registry ? { registry } : {}),
         ...(config.driver.kind === 'qemu' ? { qemuImagesDir: config.driver.imagesDir } : {}),
       },
