@@ -22,7 +22,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Authorizer } from './auth.js';
-import { checkDigest, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
+import { checkDigest, commitFile, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
 import { RegistryError, fromResponse, fromTransportError } from './errors.js';
 import { Transport, drain, readBody, type Body, type RegistryEndpoint, type TransportOptions } from './transport.js';
 
@@ -316,7 +316,7 @@ export class RegistryClient {
       }
       if (size !== undefined && have === size) {
         if (digestOf(hash.copy()) === digest) {
-          await this.commit(partial, dest);
+          await commitFile(partial, dest);
           opts.onProgress?.({ digest, size, done: size, transferred: 0 });
           return { digest, size, downloaded: 0, resumedFrom: have };
         }
@@ -332,7 +332,7 @@ export class RegistryClient {
         await fs.rm(partial, { force: true });
         throw new RegistryError('digest-mismatch', `${what}: the ${total} bytes received hash to ${actual}; nothing was kept`);
       }
-      await this.commit(partial, dest);
+      await commitFile(partial, dest);
       return { digest, size: total, downloaded: got.received, resumedFrom: got.start === 0 ? 0 : resumedFrom };
     });
   }
@@ -577,19 +577,6 @@ export class RegistryClient {
     return to;
   }
 
-  private async commit(partial: string, dest: string): Promise<void> {
-    try {
-      const fh = await fs.open(partial, 'r+');
-      try {
-        await fh.datasync();
-      } finally {
-        await fh.close();
-      }
-      await fs.rename(partial, dest);
-    } catch (err) {
-      throw new RegistryError('io', `moving ${partial} into place failed: ${(err as Error).message}`, { cause: err });
-    }
-  }
 
   private log(line: string): void {
     this.logLine?.(this.auth.scrub(line));

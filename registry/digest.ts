@@ -3,7 +3,7 @@
  * client accepts) and hashing of byte ranges of files without holding them in memory.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import { RegistryError, isAbort } from './errors.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -45,4 +45,22 @@ export async function hashFileRange(file: string, offset: number, length: number
     throw new RegistryError('io', `reading ${file} failed: ${(err as Error).message}`, { cause: err });
   }
   return n;
+}
+
+/**
+ * Flushes `partial` to disk and renames it to `dest`: a file that is complete, verified and
+ * durable appears under its final name, or nothing does. `what` prefixes the error.
+ */
+export async function commitFile(partial: string, dest: string, what?: string): Promise<void> {
+  try {
+    const fh = await fsp.open(partial, 'r+');
+    try {
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(partial, dest);
+  } catch (err) {
+    throw new RegistryError('io', `${what ? `${what}: ` : ''}moving ${partial} into place failed: ${(err as Error).message}`, { cause: err });
+  }
 }

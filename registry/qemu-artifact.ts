@@ -22,7 +22,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadQemuImage } from '../drivers/qemu-image.js';
 import { OCI_MANIFEST, type RegistryClient } from './client.js';
-import { checkDigest, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
+import { checkDigest, commitFile, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
 import { RegistryError } from './errors.js';
 
 export const QEMU_ARTIFACT_TYPE = 'application/vnd.ekiden.qemu.image.v1';
@@ -442,17 +442,7 @@ async function pullDisk(client: RegistryClient, repo: string, disk: QemuArtifact
     throw new RegistryError('digest-mismatch', `${what}: the assembled disk hashes to ${actual}; nothing was kept`);
   }
   if (disk.size === 0) await fs.writeFile(partial, '');
-  try {
-    const fh = await fs.open(partial, 'r+');
-    try {
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(partial, dest);
-  } catch (err) {
-    throw new RegistryError('io', `${what}: moving ${partial} into place failed: ${(err as Error).message}`, { cause: err });
-  }
+  await commitFile(partial, dest, what);
   return fetched;
 }
 

@@ -10,21 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../registry/client.js';
-import { RegistryError } from '../../registry/errors.js';
 import { pullQemuImage, pushQemuImage } from '../../registry/qemu-artifact.js';
-import { makeImageDir, registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
+import { caughtRegistryError, makeImageDir, registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
 
 const skip = registryMissing();
 
-async function caught(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RegistryError) return err;
-    throw err;
-  }
-  throw new Error('expected a RegistryError, the call succeeded');
-}
+const caught = caughtRegistryError;
 
 describe.skipIf(skip)(`Bearer token auth${skip ? ` — skipped: ${skip}` : ''}`, () => {
   let reg: TestRegistry;

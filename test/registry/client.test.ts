@@ -9,22 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient, OCI_MANIFEST, type RegistryEndpoint } from '../../registry/client.js';
-import { RegistryError } from '../../registry/errors.js';
-import { makeCa, processesWithArgv, registryMissing, spawned, startRegistry, type TestRegistry } from '../support/registry.js';
+import { caughtRegistryError, makeCa, processesWithArgv, registryMissing, spawned, startRegistry, type TestRegistry } from '../support/registry.js';
 
 const skip = registryMissing();
 const KiB = 1024;
 const LABEL = 'registry.passwordEnv EKIDEN_REGISTRY_PASSWORD';
 
-async function caught(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RegistryError) return err;
-    throw err;
-  }
-  throw new Error('expected a RegistryError, the call succeeded');
-}
+const caught = caughtRegistryError;
 
 const digest = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

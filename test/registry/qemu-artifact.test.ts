@@ -9,24 +9,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadQemuImage } from '../../drivers/qemu-image.js';
 import { RegistryClient } from '../../registry/client.js';
-import { RegistryError } from '../../registry/errors.js';
 import { parseQemuManifest, pullQemuImage, pushQemuImage, QEMU_ARTIFACT_TYPE, QEMU_ANNOTATIONS, type ImageProgress } from '../../registry/qemu-artifact.js';
-import { makeImageDir, registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
+import { caughtRegistryError, makeImageDir, registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
 
 const skip = registryMissing();
 const MiB = 1024 * 1024;
 const CHUNK = 1 * MiB;
 const DISK = 3 * MiB + 12_345; // four chunks, the last one short
 
-async function caught(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RegistryError) return err;
-    throw err;
-  }
-  throw new Error('expected a RegistryError, the call succeeded');
-}
+const caught = caughtRegistryError;
 
 function sameFiles(a: string, b: string): void {
   for (const f of ['manifest.json', 'disk.qcow2', 'vmlinuz', 'initrd.img']) {

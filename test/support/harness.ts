@@ -20,7 +20,7 @@ import { GitHubEmulator } from '../../emulator/github/server.js';
 import { installStandinRunner } from '../../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl } from '../../github/client.js';
 import { RunnerRegistry } from '../../github/runners.js';
-import { createHostWorker, type HostWorker, type HostWorkerOptions } from '../../workers/host-worker.js';
+import { createHostWorker, type HostImageOptions, type HostWorker, type HostWorkerOptions } from '../../workers/host-worker.js';
 import type { HostTiming } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 
@@ -58,6 +58,8 @@ export interface WorkerOptions {
   serveHost?: boolean;
   serveShared?: boolean;
   fleet?: FleetWorkerOptions;
+  /** Image builds and transfers (registry, cache) on the harness's host. */
+  images?: HostImageOptions;
 }
 
 export interface Harness {
@@ -185,6 +187,7 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
         serveShared: o.serveShared,
         // Shared queue per harness too, so test files never steal each other's tasks.
         sharedTaskQueue: `ekiden-${hostId}`,
+        ...(o.images ? { images: o.images } : {}),
         ...fleetOptions(o.fleet),
       });
     },

@@ -7,6 +7,7 @@
  * random per start, reaches `htpasswd` on stdin only, and no key or secret is ever on a
  * command line: `spawned` records every argv started here so tests can check that.
  */
+import { RegistryError } from '../../registry/errors.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -327,4 +328,15 @@ export function processesWithArgv(text: string): Array<{ pid: number; cmdline: s
     }
   }
   return out;
+}
+
+/** The RegistryError `p` rejects with (any other outcome fails the test). */
+export async function caughtRegistryError(p: Promise<unknown>): Promise<RegistryError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RegistryError) return err;
+    throw err;
+  }
+  throw new Error('expected a RegistryError, the call succeeded');
 }
