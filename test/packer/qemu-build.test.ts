@@ -134,6 +134,10 @@ describe.skipIf(SKIP !== '')(`Packer builds of the QEMU runner image${SKIP ? ` â
       metadata: { buildId },
       onStep: (s) => steps.push(s),
       timeoutMs: 600_000,
+    }).catch((err: unknown) => {
+      // Packer's own words, when it refuses: the error keeps them out of its message.
+      if (err instanceof PackerError) throw new Error(`${err.message}\n${err.lastLines.join('\n')}`, { cause: err });
+      throw err;
     });
     const buildMs = Date.now() - t0;
     expect(steps.map((s) => s.step)).toEqual(expect.arrayContaining(['Waiting for SSH', 'Provisioning with shell script', 'Gracefully halting virtual machine']));
