@@ -22,7 +22,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Authorizer } from './auth.js';
-import { checkDigest, commitFile, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
+import { checkDigest, commitFile, cutFile, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
 import { RegistryError, fromResponse, fromTransportError } from './errors.js';
 import { Transport, drain, readBody, type Body, type RegistryEndpoint, type TransportOptions } from './transport.js';
 
@@ -308,7 +308,7 @@ export class RegistryClient {
         }
       }
       let have = (await fileSize(partial)) ?? 0;
-      if (limit !== undefined && have > limit) have = await this.truncate(partial, 0);
+      if (limit !== undefined && have > limit) have = await cutFile(partial, 0);
       const hash = createHash('sha256');
       if (have > 0) {
         const read = await hashFileRange(partial, 0, have, [hash], signal);
@@ -320,7 +320,7 @@ export class RegistryClient {
           opts.onProgress?.({ digest, size, done: size, transferred: 0 });
           return { digest, size, downloaded: 0, resumedFrom: have };
         }
-        await this.truncate(partial, 0);
+        await cutFile(partial, 0);
         return this.pullBlob(repo, digest, dest, opts);
       }
       const resumedFrom = have;
@@ -361,7 +361,7 @@ export class RegistryClient {
     let hs = hashes;
     if (start !== have) {
       blob.stream.pause();
-      await this.truncate(file, base);
+      await cutFile(file, base);
       hs = restart();
       start = 0;
     }
@@ -387,7 +387,7 @@ export class RegistryClient {
       await pipeline(blob.stream, counter, createWriteStream(file, { flags: base + start > 0 ? 'a' : 'w' }), { signal: opts.signal });
     } catch (err) {
       if (err instanceof RegistryError && (err.code === 'digest-mismatch' || err.code === 'too-large')) {
-        await this.truncate(file, base);
+        await cutFile(file, base);
         throw err;
       }
       const e = fromTransportError(err, what, this.host, opts.signal);
@@ -565,16 +565,6 @@ export class RegistryClient {
       const body = args.method === 'HEAD' ? undefined : await readBody(res, 64 * 1024, what, args.signal).catch(() => undefined);
       throw fromResponse(status, body, what, this.host);
     }
-  }
-
-  private async truncate(file: string, to: number): Promise<number> {
-    try {
-      if (to === 0) await fs.rm(file, { force: true });
-      else await fs.truncate(file, to);
-    } catch (err) {
-      throw new RegistryError('io', `truncating ${file} failed: ${(err as Error).message}`, { cause: err });
-    }
-    return to;
   }
 
 

@@ -64,3 +64,14 @@ export async function commitFile(partial: string, dest: string, what?: string): 
     throw new RegistryError('io', `${what ? `${what}: ` : ''}moving ${partial} into place failed: ${(err as Error).message}`, { cause: err });
   }
 }
+
+/** Cuts `file` back to `to` bytes (0 removes it): a partial download kept only as far as it was verified. */
+export async function cutFile(file: string, to: number): Promise<number> {
+  try {
+    if (to === 0) await fsp.rm(file, { force: true });
+    else await fsp.truncate(file, to);
+  } catch (err) {
+    throw new RegistryError('io', `truncating ${file} failed: ${(err as Error).message}`, { cause: err });
+  }
+  return to;
+}

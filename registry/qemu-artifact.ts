@@ -22,7 +22,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadQemuImage } from '../drivers/qemu-image.js';
 import { OCI_MANIFEST, type RegistryClient } from './client.js';
-import { checkDigest, commitFile, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
+import { checkDigest, commitFile, cutFile, digestOf, hashFileRange, isDigest, sha256 } from './digest.js';
 import { RegistryError } from './errors.js';
 
 export const QEMU_ARTIFACT_TYPE = 'application/vnd.ekiden.qemu.image.v1';
@@ -397,7 +397,7 @@ async function pullDisk(client: RegistryClient, repo: string, disk: QemuArtifact
   }
   const partial = `${dest}.partial`;
   let have = (await statSize(partial).catch(() => undefined)) ?? 0;
-  if (have > disk.size) have = await cut(partial, 0);
+  if (have > disk.size) have = await cutFile(partial, 0);
   let whole = createHash('sha256');
   let fetched = 0;
   for (const chunk of disk.chunks) {
@@ -415,7 +415,7 @@ async function pullDisk(client: RegistryClient, repo: string, disk: QemuArtifact
         continue;
       }
       // A complete chunk of an earlier pull that does not verify: fetch it again.
-      have = await cut(partial, offset);
+      have = await cutFile(partial, offset);
       whole = atStart.copy();
       ch = createHash('sha256');
     }
@@ -431,14 +431,14 @@ async function pullDisk(client: RegistryClient, repo: string, disk: QemuArtifact
     fetched += got.received;
     const actual = digestOf(ch);
     if (got.start + got.received !== chunk.size || actual !== chunk.digest) {
-      await cut(partial, offset);
+      await cutFile(partial, offset);
       throw new RegistryError('digest-mismatch', `${what}: chunk ${chunk.annotations?.[QEMU_ANNOTATIONS.chunkIndex]} (${chunk.size} bytes) hashes to ${actual}, not ${chunk.digest}; the disk was kept only up to byte ${offset}`);
     }
     have = offset + chunk.size;
   }
   const actual = digestOf(whole);
   if (actual !== disk.digest) {
-    await cut(partial, 0);
+    await cutFile(partial, 0);
     throw new RegistryError('digest-mismatch', `${what}: the assembled disk hashes to ${actual}; nothing was kept`);
   }
   if (disk.size === 0) await fs.writeFile(partial, '');
@@ -453,16 +453,6 @@ async function fileMatches(file: string, d: Descriptor, signal?: AbortSignal): P
   const h = createHash('sha256');
   await hashFileRange(file, 0, size, [h], signal);
   return digestOf(h) === d.digest;
-}
-
-async function cut(file: string, to: number): Promise<number> {
-  try {
-    if (to === 0) await fs.rm(file, { force: true });
-    else await fs.truncate(file, to);
-  } catch (err) {
-    throw new RegistryError('io', `truncating ${file} failed: ${(err as Error).message}`, { cause: err });
-  }
-  return to;
 }
 
 async function statSize(file: string): Promise<number> {
