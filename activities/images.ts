@@ -34,7 +34,7 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, FailureType } from '../core/failures.js';
-import { imageCatalogWorkflowId } from '../core/names.js';
+import { catalogImageName, imageCatalogWorkflowId } from '../core/names.js';
 import { pullOciImageIntoCache } from '../drivers/qemu-oci.js';
 import { imageDigest, loadQemuImage, QEMU_IMAGE_PREFIX } from '../drivers/qemu-image.js';
 import { ImageCacheFullError, type ImageCache } from '../host/image-cache.js';
@@ -327,7 +327,7 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
     for await (const info of deps.client.workflow.list({ query: `WorkflowType = 'PoolWorkflow' AND ExecutionStatus = 'Running'` })) {
       try {
         const s = await deps.client.workflow.getHandle(info.workflowId).query(poolStatusQuery);
-        if (s.config.image === `catalog:${image}`) found.push({ workflowId: info.workflowId, hosts: [...s.config.hosts] });
+        if (catalogImageName(s.config.image) === image) found.push({ workflowId: info.workflowId, hosts: [...s.config.hosts] });
       } catch (err) {
         log.warn('pool did not answer; it asks the catalog itself when it starts runners', { workflowId: info.workflowId, message: errorMessage(err) });
       }

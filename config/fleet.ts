@@ -11,7 +11,7 @@
 import { dirname, resolve } from 'node:path';
 import { loadConfigFile, readBoundedFile } from './load.js';
 import { catalogImageProblem, parseImages, parseRegistry, type ImageSpec, type RegistrySettings } from './images.js';
-import { assertSlug, SHARED_TASK_QUEUE } from '../core/names.js';
+import { assertSlug, CATALOG_PREFIX, SHARED_TASK_QUEUE } from '../core/names.js';
 import { DEFAULT_BACKOFF, defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
 import type { DriverSettings } from '../drivers/index.js';
@@ -376,7 +376,7 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
     }
   });
   const image = str(p, 'image', path, 'name the VM image, e.g. "ghcr.io/cirruslabs/macos-sequoia-xcode:latest", or catalog:NAME for an entry of images');
-  if (image.startsWith('catalog:')) {
+  if (image.startsWith(CATALOG_PREFIX)) {
     check(catalogImageProblem(at(path, 'image'), image, opts.images ?? [], hosts.map((h) => [h, opts.hostKinds?.get(h)])));
   } else {
     check(imageProblem(at(path, 'image'), image));

@@ -12,6 +12,7 @@
  * Relative paths (`template`, `caFile`) are resolved against the config file's directory;
  * a document that was not read from a file must give them absolute.
  */
+import { CATALOG_PREFIX } from '../core/names.js';
 import { isAbsolute, resolve } from 'node:path';
 import { BOUNDS, check, imageProblem, optDuration, optBounded, textProblem } from './bounds.js';
 import { at, ConfigError, describe, obj, onlyKeys, optBool, optObj, optStr, str, strList, type Obj } from './fields.js';
@@ -80,7 +81,7 @@ export const IMAGE_DEFAULTS = {
 } as const;
 
 /** The prefix of a pool's `image` that names a catalog entry: `catalog:linux-runner`. */
-export const CATALOG_PREFIX = 'catalog:';
+export { CATALOG_PREFIX };
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;

@@ -109,3 +109,11 @@ export function imageBuildWorkflowId(image: string, build: string): string {
 export function imageScheduleId(image: string): string {
   return `image-build/${image}`;
 }
+
+/** A pool's image `catalog:NAME` follows the catalog of image NAME. */
+export const CATALOG_PREFIX = 'catalog:';
+
+/** The image a pool's `catalog:NAME` image follows, or undefined for any other image ref. */
+export function catalogImageName(image: string): string | undefined {
+  return image.startsWith(CATALOG_PREFIX) ? image.slice(CATALOG_PREFIX.length) : undefined;
+}

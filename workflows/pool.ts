@@ -35,7 +35,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { FleetSharedActivities } from '../activities/fleet.js';
 import type { ImageSharedActivities } from '../activities/images.js';
 import { errorMessage, FailureType } from '../core/failures.js';
-import { assertSlug, hostWorkflowId, runnerName as makeRunnerName, runnerWorkflowId, runToken } from '../core/names.js';
+import { assertSlug, catalogImageName, hostWorkflowId, runnerName as makeRunnerName, runnerWorkflowId, runToken } from '../core/names.js';
 import {
   chooseRetirees,
   chooseRollout,
@@ -75,7 +75,6 @@ import { RunnerWorkflow } from './runner.js';
 
 export { validateScale };
 
-const CATALOG_PREFIX = 'catalog:';
 /** A pool whose image has no promoted build asks the catalog again after this (promotions also arrive by signal). */
 const IMAGE_WAIT_MS = 60_000;
 
@@ -156,7 +155,7 @@ export async function PoolWorkflow(input: PoolWorkflowInput): Promise<PoolStatus
   };
   const limitReached = () => config.maxRunners !== undefined && state.seq >= config.maxRunners;
   /** `image: catalog:NAME`: the pool runs the image's current build, and moves with it. */
-  const follows = config.image.startsWith(CATALOG_PREFIX) ? config.image.slice(CATALOG_PREFIX.length) : undefined;
+  const follows = catalogImageName(config.image);
   const staleRunners = () => (state.image ? [...runners.values()].filter((r) => r.phase !== 'cleaning' && r.imageDigest !== state.image!.digest).length : 0);
 
   const status = (): PoolStatus => ({
