@@ -14,6 +14,9 @@ const DRIVER_FAILURE: Record<DriverErrorCode, FailureType> = {
   invalid: FailureType.InvalidInput,
   timeout: FailureType.DriverTimeout,
   'not-found': FailureType.VmLost,
+  auth: FailureType.RegistryAuth,
+  unavailable: FailureType.RegistryUnavailable,
+  'cache-full': FailureType.ImageCacheFull,
   failed: FailureType.DriverFailed,
 };
 

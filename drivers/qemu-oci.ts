@@ -147,14 +147,16 @@ export function manifestBytes(bytes: Buffer): number {
 
 /**
  * A failure of a registry pull as a DriverError whose code activities/failures.ts maps to the
- * right retryability: credentials, trust and a full cache are final ('invalid'; the message
- * names the setting or the cache's numbers), a missing image is 'not-found', an unreachable
- * registry or a transfer cut short is retried ('failed'). Anything else passes through.
+ * right failure type: refused credentials and untrusted certificates are 'auth' (final; the
+ * message names the setting), a full cache is 'cache-full' (final; the cache's numbers), a
+ * missing image is 'not-found', an unreachable registry, a 5xx or a transfer cut short is
+ * 'unavailable' (retried with backoff), a request the registry refuses for good is 'invalid'.
+ * Anything else passes through.
  */
 export function ociPullError(image: string, err: unknown): unknown {
   if (err instanceof DriverError) return err;
   if (err instanceof ImageCacheFullError) {
-    return new DriverError('invalid', `image ${image} does not fit in this host's image cache: ${err.reason}`, { cause: err });
+    return new DriverError('cache-full', `image ${image} does not fit in this host's image cache: ${err.reason}`, { cause: err });
   }
   if (!(err instanceof RegistryError)) return err;
   const message = `image ${image}: ${err.message}`;
@@ -164,14 +166,15 @@ export function ociPullError(image: string, err: unknown): unknown {
     case 'unauthorized':
     case 'denied':
     case 'tls':
+      return new DriverError('auth', message, { cause: err });
     case 'invalid':
     case 'protocol':
     case 'unsupported':
     case 'too-large':
     case 'rejected':
-      return new DriverError(err.retryable ? 'failed' : 'invalid', message, { cause: err });
+      return new DriverError(err.retryable ? 'unavailable' : 'invalid', message, { cause: err });
     default:
       // unavailable, digest-mismatch (bytes spoiled on the way), io, aborted
-      return new DriverError('failed', message, { cause: err });
+      return new DriverError('unavailable', message, { cause: err });
   }
 }

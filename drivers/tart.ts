@@ -556,6 +556,10 @@ export class TartDriver implements VmDriver {
         if (/code: 404\b|MANIFEST_UNKNOWN|manifest unknown/i.test(String(r.stderr))) {
           return new DriverError('not-found', `${what}: ${why}`, { cause: r });
         }
+        // The registry refused the credentials (Tart's UnexpectedHTTPStatusCode 401/403, AuthFailed).
+        if (/code: 40[13]\b|AuthFailed\(/.test(String(r.stderr))) {
+          return new DriverError('auth', `${what}: ${why}; check the host's driver.registryUsername and the password its driver.registryPasswordEnv names`, { cause: r });
+        }
         return new DriverError('failed', `${what}: ${why}`, { cause: r });
       default:
         return new DriverError('failed', `${what}: exit ${r.exitCode}: ${why}`, { cause: r });

@@ -67,6 +67,9 @@ export type DriverErrorCode =
   | 'capacity' // host cannot run another VM
   | 'timeout' // deadline passed (boot, ip)
   | 'invalid' // bad arguments
+  | 'auth' // the image source refused the credentials or is not trusted: final until the setting is fixed
+  | 'unavailable' // the image source cannot be reached or failed: retried with backoff
+  | 'cache-full' // the host's image cache has no room for the image: final
   | 'failed'; // anything else
 
 export class DriverError extends Error {

@@ -204,7 +204,7 @@ describe.skipIf(skip)(`QEMU driver: registry images by digest${skip ? ` — skip
     const wrong = `wrong-${randomUUID()}`;
     const h = setup({ registry: endpoint(wrong) });
     const err = await driverError(h.driver.pullImage({ image: ref }));
-    expect(err.code).toBe('invalid');
+    expect(err.code).toBe('auth');
     expect(err.cause).toBeInstanceOf(RegistryError);
     expect((err.cause as RegistryError).code).toBe('unauthorized');
     expect(err.message).toContain(SETTING);
@@ -213,6 +213,7 @@ describe.skipIf(skip)(`QEMU driver: registry images by digest${skip ? ` — skip
     expect(err.message).not.toContain(reg.password);
     const f = failure(err);
     expect(f.nonRetryable).toBe(true);
+    expect(f.type).toBe(FailureType.RegistryAuth);
     expect(f.message).not.toContain(wrong);
     expect(await h.cache.list()).toEqual([]);
     expect(h.leftovers()).toEqual([]);
@@ -226,12 +227,12 @@ describe.skipIf(skip)(`QEMU driver: registry images by digest${skip ? ` — skip
     await reg.kill();
     expect(await cached.driver.pullImage({ image: ref })).toEqual({ image: ref, digest });
     const down = await driverError(fresh.driver.pullImage({ image: ref }));
-    expect(down.code).toBe('failed');
+    expect(down.code).toBe('unavailable');
     expect((down.cause as RegistryError).code).toBe('unavailable');
     expect(down.message).toContain(reg.host);
     const f = failure(down);
     expect(f.nonRetryable).toBe(false);
-    expect(f.type).toBe(FailureType.DriverFailed);
+    expect(f.type).toBe(FailureType.RegistryUnavailable);
     expect(await fresh.cache.list()).toEqual([]);
     await reg.restart();
     expect(await fresh.driver.pullImage({ image: ref })).toEqual({ image: ref, digest });
@@ -251,8 +252,9 @@ describe.skipIf(skip)(`QEMU driver: registry images by digest${skip ? ` — skip
     });
     const cut = await driverError(midway.driver.pullImage({ image: ref }));
     expect(killedAt).toBeGreaterThan(0);
-    expect(cut.code).toBe('failed');
+    expect(cut.code).toBe('unavailable');
     expect(failure(cut).nonRetryable).toBe(false);
+    expect(failure(cut).type).toBe(FailureType.RegistryUnavailable);
     expect(await midway.cache.list()).toEqual([]);
     expect(midway.leftovers()).toEqual([]);
     expect(await midway.driver.localImage({ image: ref })).toBeUndefined();
@@ -264,11 +266,12 @@ describe.skipIf(skip)(`QEMU driver: registry images by digest${skip ? ` — skip
   it('an image larger than the cache budget is refused for good with the cache\'s reason, and nothing is left in the cache', async () => {
     const h = setup({ budgetBytes: 2 * MiB });
     const err = await driverError(h.driver.pullImage({ image: ref }));
-    expect(err.code).toBe('invalid');
+    expect(err.code).toBe('cache-full');
     expect(err.cause).toBeInstanceOf(ImageCacheFullError);
     expect(err.message).toContain((err.cause as ImageCacheFullError).reason);
     expect(err.message).toContain(ref);
     expect(failure(err).nonRetryable).toBe(true);
+    expect(failure(err).type).toBe(FailureType.ImageCacheFull);
     expect(await h.cache.list()).toEqual([]);
     expect(h.leftovers()).toEqual([]);
     expect(readdirSync(join(h.cacheRoot, 'sha256'))).toEqual([]);

@@ -462,7 +462,15 @@ describe('TartDriver start', () => {
 describe('TartDriver secrets', () => {
   it('keeps registry and SSH secrets off every argv; registry credentials reach tart via env', async () => {
     const { driver: anonymous } = await host();
-    expect((await driverError(anonymous.pullImage({ image: PRIVATE_IMAGE }))).message).toMatch(/AuthFailed/);
+    const refused = await driverError(anonymous.pullImage({ image: PRIVATE_IMAGE }));
+    expect(refused.message).toMatch(/AuthFailed/);
+    // Refused credentials are final and name the settings to fix, never a password.
+    expect(refused.code).toBe('auth');
+    expect(refused.message).toContain('driver.registryPasswordEnv');
+    const { driver: wrong } = await host({ registryUsername: REGISTRY_USER, registryPassword: `not-${REGISTRY_SECRET}` });
+    const wrongPassword = await driverError(wrong.pullImage({ image: PRIVATE_IMAGE }));
+    expect(wrongPassword.code).toBe('auth');
+    expect(wrongPassword.message).not.toContain(REGISTRY_SECRET);
 
     const { driver } = await host({ registryUsername: REGISTRY_USER, registryPassword: REGISTRY_SECRET, password: SSH_SECRET });
     const vm = name();
