@@ -55,7 +55,10 @@ function hostActivities(host: string, timing: RunnerTiming) {
   };
   const quick = { ...base, startToCloseTimeout: '2 minutes', scheduleToCloseTimeout: ms(timing.hostCleanupTimeoutMs) };
   return {
-    pull: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.pullTimeoutMs), retry: { ...base.retry, maximumAttempts: 5 } }),
+    // A registry outage is waited out for about a minute and a half (1 s doubling to 30 s, 8
+    // attempts) before the runner fails and its pool backs off; refused credentials, a full cache
+    // and a missing image are final at once.
+    pull: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.pullTimeoutMs), retry: { ...base.retry, maximumAttempts: 8 } }),
     credential: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: '1 minute', retry: { ...base.retry, initialInterval: '2s', maximumInterval: '2 minutes', maximumAttempts: 8 } }),
     clone: proxyActivities<HostActivities>({ ...quick, startToCloseTimeout: '10 minutes', retry: { ...base.retry, maximumAttempts: 5 } }),
     boot: proxyActivities<HostActivities>({ ...base, startToCloseTimeout: ms(timing.bootTimeoutMs + 30_000), retry: { ...base.retry, maximumAttempts: 3 } }),

@@ -24,6 +24,10 @@ export interface Script {
   imageMissing?: boolean;
   /** ensureImage takes this long. */
   imageDelayMs?: number;
+  /** The first N ensureImage attempts find the registry down (retryable, as the QEMU driver reports it). */
+  registryDownPulls?: number;
+  /** ensureImage: the registry refuses the host's credentials (final). */
+  registryRefuses?: boolean;
   /** obtainRunnerCredential takes this long (it records `obtainRunnerCredential:done` or `:cancelled` at its end). */
   credentialDelayMs?: number;
   /** VM attempts (1-based) whose boot fails with a boot timeout. */
@@ -101,6 +105,10 @@ export async function createStubWorld(name: string): Promise<StubWorld> {
       const s = enter('ensureImage', args);
       if (s.imageDelayMs) await wait(s.imageDelayMs);
       if (s.imageMissing) throw ApplicationFailure.nonRetryable(`image ${args.image} not found`, FailureType.ImageNotFound);
+      if (s.registryRefuses) throw ApplicationFailure.nonRetryable(`image ${args.image}: registry refused the credentials; check registry.passwordEnv`, FailureType.RegistryAuth);
+      if (s.registryDownPulls && Context.current().info.attempt <= s.registryDownPulls) {
+        throw ApplicationFailure.retryable(`image ${args.image}: registry unreachable: connect ECONNREFUSED`, FailureType.RegistryUnavailable);
+      }
       return { digest: 'sha256:stub', pulled: false };
     },
     async obtainRunnerCredential(args: { runnerName: string }) {

@@ -9,7 +9,7 @@
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { poolWorkflowInput } from '../../core/defaults.js';
-import { failureType, FailureType } from '../../core/failures.js';
+import { failureMessage, failureType, FailureType } from '../../core/failures.js';
 import { FINISHING_GRACE_MS } from '../../core/runner-policy.js';
 import type { RunnerTiming } from '../../core/runner-spec.js';
 import {
@@ -120,6 +120,33 @@ describe.skipIf(skip)('workflow logic with stub activities', () => {
     expect(s.indexOf(end)).toBeLessThan(s.indexOf('removeRunner'));
     expect(s.indexOf(end)).toBeLessThan(s.indexOf('discardCredential'));
     expect(s).not.toContain('cloneVm');
+  });
+
+  it('registry down during the pull: retried with growing gaps, nothing cloned meanwhile, then the runner runs its job', async () => {
+    const h = await runner({ registryDownPulls: 3, start: { kind: 'job', jobId: '77' } });
+    const result = await h.result();
+    expect(result).toMatchObject({ outcome: 'completed', jobId: '77', leftovers: [] });
+    const calls = w.callsOf(h.workflowId);
+    const pulls = calls.filter((c) => c.activity === 'ensureImage').map((c) => c.at);
+    expect(pulls).toHaveLength(4);
+    // The runner workflow's retry policy: 1 s, then doubling. No tight loop.
+    const gaps = pulls.slice(1).map((t, i) => t - pulls[i]!);
+    gaps.forEach((gap, i) => expect(gap).toBeGreaterThanOrEqual(1000 * 2 ** i - 50));
+    const firstClone = calls.findIndex((c) => c.activity === 'cloneVm');
+    expect(firstClone).toBeGreaterThan(calls.map((c) => c.activity).lastIndexOf('ensureImage'));
+  });
+
+  it('registry refusing the credentials: one pull, no retry, the runner fails with the reason and cleans up', async () => {
+    const h = await runner({ registryRefuses: true });
+    const failure = await failureOf(h);
+    expect(failureType(failure)).toBe(FailureType.RegistryAuth);
+    expect(failureMessage(failure)).toContain('registry.passwordEnv');
+    const s = steps(h);
+    expect(s.filter((a) => a === 'ensureImage')).toHaveLength(1);
+    expect(s).not.toContain('cloneVm');
+    expect(s).toContain('removeRunner');
+    expect(s).toContain('discardCredential');
+    expect(await phase(h)).toBe('failed');
   });
 
   it('a failed boot gets a fresh VM; the broken one is destroyed first', async () => {
