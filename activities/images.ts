@@ -44,7 +44,7 @@ import { smokeTestQemuImage } from '../packer/smoke.js';
 import { RegistryClient, type RegistryEndpoint } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { pushQemuImage } from '../registry/qemu-artifact.js';
-import type { ImageBuildFailure, ImageBuildRecord, ImageBuildSpec, ImageCatalogInput, ImageCatalogStatus, PoolImage } from '../workflows/api.js';
+import type { HostImages, ImageBuildFailure, ImageBuildRecord, ImageBuildSpec, ImageCatalogInput, ImageCatalogStatus, PoolImage } from '../workflows/api.js';
 import type { ImageCatalogWorkflow } from '../workflows/image-catalog.js';
 import { imageBuildFailedSignal, imageBuiltSignal, imageStatusQuery, poolStatusQuery } from '../workflows/api.js';
 
@@ -63,6 +63,8 @@ export interface ImageHostDeps {
   accel?: 'auto' | 'kvm' | 'tcg';
   /** How often a long step heartbeats (default 5 s). */
   heartbeatMs?: number;
+  /** Digests of the images this host's VMs use (the QEMU driver's): never evicted or collected. */
+  inUse?: () => Promise<Set<string>>;
 }
 
 /** The heartbeat details of buildImage and pushImage (read by `ekiden image build --wait`). */
@@ -278,6 +280,7 @@ export function createImageHostActivities(deps: ImageHostDeps) {
       if (!deps.cache) throw ApplicationFailure.nonRetryable(`host ${deps.hostId} has no image cache configured`, FailureType.InvalidInput);
       const cache = deps.cache;
       const client = new RegistryClient(registryOf(deps, args.registry));
+      const inUse = await deps.inUse?.();
       const progress: ImageProgressDetails = {};
       try {
         const r = await beating(beat, () => progress, (signal) =>
@@ -287,7 +290,7 @@ export function createImageHostActivities(deps: ImageHostDeps) {
             repository: args.repository,
             digest: args.digest,
             referenced: new Set(args.referenced),
-            inUse: new Set(args.inUse),
+            inUse: new Set([...args.inUse, ...(inUse ?? [])]),
             signal,
             onProgress: (p) => {
               progress.bytesTotal = p.bytesTotal;
@@ -301,6 +304,32 @@ export function createImageHostActivities(deps: ImageHostDeps) {
       } finally {
         client.close();
       }
+    },
+
+    /**
+     * One GC round of the host's image cache, then what it holds: entries no pool or catalog
+     * references (`referenced`, from referencedImages) and unused past the retention are
+     * deleted, never one a VM on this host uses. Without `referenced` (the fleet's references
+     * could not all be read) nothing is deleted: the round only reports.
+     */
+    async collectImages(args: { referenced?: string[] }): Promise<Omit<HostImages, 'at' | 'deletedTotal'>> {
+      const cache = deps.cache;
+      if (!cache) return { held: [], bytes: 0, budgetBytes: 0, retentionMs: 0, deleted: [] };
+      let deleted: string[] = [];
+      if (args.referenced) {
+        const r = await cache.gc({ referenced: new Set(args.referenced), inUse: (await deps.inUse?.()) ?? new Set() });
+        deleted = r.deleted;
+        if (deleted.length > 0) log.info('image cache: collected', { host: deps.hostId, deleted, freedBytes: r.freedBytes });
+      }
+      const held = (await cache.list()).map((e) => ({ digest: e.digest, bytes: e.bytes, lastUsedMs: e.lastUsedMs }));
+      return {
+        held,
+        bytes: held.reduce((n, e) => n + e.bytes, 0),
+        budgetBytes: cache.budgetBytes,
+        retentionMs: cache.retentionMs,
+        deleted,
+        ...(args.referenced ? {} : { gcSkipped: 'the fleet\'s image references could not all be read; nothing deleted this round' }),
+      };
     },
 
     async removeImageBuild(args: { buildDir: string }): Promise<void> {
@@ -348,6 +377,43 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
       return build ? { ref: build.ref, digest: build.digest } : undefined;
     },
     imageFollowers: (args: { image: string }) => followers(args.image),
+    /**
+     * Every image digest the fleet may still start a runner on: each catalog's current,
+     * previous and kept builds, each pool's current build, its runners' builds and a config
+     * image pinned by digest. `complete` is false when a catalog or pool did not answer (its
+     * references are unknown, so hosts must not collect on this answer).
+     */
+    async referencedImages(): Promise<{ digests: string[]; complete: boolean }> {
+      const digests = new Set<string>();
+      let complete = true;
+      const add = (d: string | undefined) => {
+        if (d && /^sha256:[0-9a-f]{64}$/.test(d)) digests.add(d);
+      };
+      const open = async (type: string, each: (workflowId: string) => Promise<void>) => {
+        for await (const info of deps.client.workflow.list({ query: `WorkflowType = '${type}' AND ExecutionStatus = 'Running'` })) {
+          try {
+            await each(info.workflowId);
+          } catch (err) {
+            complete = false;
+            log.warn('workflow did not answer; its images count as unknown', { workflowId: info.workflowId, message: errorMessage(err) });
+          }
+        }
+      };
+      await open('ImageCatalogWorkflow', async (id) => {
+        const s = await deps.client.workflow.getHandle(id).query(imageStatusQuery);
+        add(s.current);
+        s.previous.forEach(add);
+        s.builds.forEach((b) => add(b.digest));
+        add(s.rollout?.digest);
+      });
+      await open('PoolWorkflow', async (id) => {
+        const s = await deps.client.workflow.getHandle(id).query(poolStatusQuery);
+        add(s.image?.digest);
+        s.runners.forEach((r) => add(r.imageDigest));
+        add(/@(sha256:[0-9a-f]{64})$/.exec(s.config.image)?.[1]);
+      });
+      return { digests: [...digests].sort(), complete };
+    },
     async recordImageBuild(args: { keep: number; promote: 'auto' | 'manual'; record: ImageBuildRecord }): Promise<void> {
       await deps.client.workflow.signalWithStart<typeof ImageCatalogWorkflow, [ImageBuildRecord]>('ImageCatalogWorkflow', {
         ...catalog(args.record.image, args.keep, args.promote),

@@ -298,6 +298,16 @@ export class ImageCache {
     return path.join(this.root, 'sha256', hexOf(digest));
   }
 
+  /** Most bytes the cache holds. */
+  get budgetBytes(): number {
+    return this.opts.budgetBytes;
+  }
+
+  /** How long an unused, unreferenced entry is kept. */
+  get retentionMs(): number {
+    return this.opts.retentionMs;
+  }
+
   async has(digest: string): Promise<boolean> {
     try {
       return (await fs.stat(this.dir(digest))).isDirectory();

@@ -19,6 +19,7 @@ import {
 import { createGitHubActivities } from '../activities/github.js';
 import { createImageHostActivities, createImageSharedActivities } from '../activities/images.js';
 import { defaultQemuImagesDir } from '../drivers/qemu-image.js';
+import { QemuDriver } from '../drivers/qemu.js';
 import { ImageCache } from '../host/image-cache.js';
 import type { RegistryEndpoint } from '../registry/client.js';
 import { createHostActivities } from '../activities/host.js';
@@ -152,6 +153,8 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     cache: opts.images?.cache ?? hostImageCache(opts.dataDir, opts.images),
     env: process.env,
     ...(opts.images?.accel ? { accel: opts.images.accel } : {}),
+    // The QEMU driver's VMs keep the cache entries they were cloned from.
+    ...(opts.driver instanceof QemuDriver ? { inUse: () => (opts.driver as QemuDriver).imageDigestsInUse() } : {}),
   });
   const client = opts.client;
   const imageShared = client ? createImageSharedActivities({ client }) : {};

@@ -276,6 +276,24 @@ export interface HostStatus {
   lastReconcile?: { at: number; removedVms: string[]; removedCredentials: string[] };
   /** Every reconciliation on this host so far: rounds and leaks caught, by kind. */
   reconciled?: { rounds: number; vms: number; credentials: number };
+  /** The host's image cache as its last reconciliation round saw it (after that round's GC). */
+  images?: HostImages;
+}
+
+/** A host's image cache: what it holds, against its budget, and what GC removed. */
+export interface HostImages {
+  /** Epoch ms of the round. */
+  at: number;
+  held: Array<{ digest: string; bytes: number; lastUsedMs: number }>;
+  bytes: number;
+  budgetBytes: number;
+  retentionMs: number;
+  /** Deleted by this round's GC. */
+  deleted: string[];
+  /** Deleted by GC on this host so far (all rounds). */
+  deletedTotal: number;
+  /** Why this round deleted nothing it might have (the fleet's references could not all be read). */
+  gcSkipped?: string;
 }
 
 export const hostStatusQuery = defineQuery<HostStatus>('hostStatus');
