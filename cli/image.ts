@@ -33,7 +33,9 @@ import { imageBuildWorkflowId, imageCatalogWorkflowId, imageScheduleId, isSlug }
 import type { ImageCatalogWorkflow } from '../workflows/image-catalog.js';
 import {
   imageBuildStatusQuery,
+  hostStatusQuery,
   imageStatusQuery,
+  poolStatusQuery,
   promoteImageUpdate,
   rollbackImageUpdate,
   type ImageBuildRecord,
@@ -100,7 +102,8 @@ const HELP = {
   list: helpText(
     [`${LIST} [--config FILE] ${COMMON}`],
     'Every image catalog (or NAME\'s): the current digest, each recorded build (digest, built at,\n' +
-      'runner version, size, current/previous), the last failure and the failures in a row.',
+      'runner version, size, current/previous, the hosts whose cache holds it as of their last\n' +
+      'reconciliation round, the pools running on it), the last failure and the failures in a row.',
     [],
   ),
   promote: helpText(
@@ -492,6 +495,44 @@ export interface CatalogRow {
   workflowId: string;
   status?: ImageCatalogStatus;
   error?: string;
+  /** Per digest of the catalog's builds: hosts whose cache holds it (as of their last reconciliation round) and pools running or starting runners on it. */
+  usage?: Record<string, { hosts: string[]; pools: string[] }>;
+}
+
+/** Where each digest is: host caches (HostStatus.images) and pools (their current build and their runners'). Hosts or pools that do not answer are left out. */
+async function readUsage(session: TemporalSession): Promise<{ hosts: Map<string, string[]>; pools: Map<string, string[]> }> {
+  const hosts = new Map<string, string[]>();
+  const pools = new Map<string, string[]>();
+  const add = (m: Map<string, string[]>, digest: string | undefined, who: string) => {
+    if (!digest) return;
+    const list = m.get(digest) ?? [];
+    if (!list.includes(who)) m.set(digest, [...list, who]);
+  };
+  const ask = async <T>(type: string, query: (id: string) => Promise<T>, use: (id: string, s: T) => void) => {
+    const infos = await listOpen(session, type);
+    await Promise.all(
+      infos.map(async (info) => {
+        const s = await withTimeout(session, QUERY_TIMEOUT_MS, () => query(info.workflowId)).catch(() => undefined);
+        if (s !== undefined) tolerant(() => use(info.workflowId, s), undefined);
+      }),
+    );
+  };
+  await Promise.all([
+    ask('HostWorkflow', (id) => session.client.workflow.getHandle(id).query(hostStatusQuery), (_id, s) => s.images?.held.forEach((e) => add(hosts, e.digest, s.id))),
+    ask('PoolWorkflow', (id) => session.client.workflow.getHandle(id).query(poolStatusQuery), (_id, s) => {
+      add(pools, s.image?.digest, s.pool);
+      s.runners.forEach((r) => r.phase !== 'cleaning' && add(pools, r.imageDigest, s.pool));
+    }),
+  ]);
+  return { hosts, pools };
+}
+
+function withUsage(rows: CatalogRow[], usage: { hosts: Map<string, string[]>; pools: Map<string, string[]> }): CatalogRow[] {
+  return rows.map((r) =>
+    r.status
+      ? { ...r, usage: Object.fromEntries(r.status.builds.map((b) => [b.digest, { hosts: [...(usage.hosts.get(b.digest) ?? [])].sort(), pools: [...(usage.pools.get(b.digest) ?? [])].sort() }])) }
+      : r,
+  );
 }
 
 async function queryCatalog(session: TemporalSession, image: string, workflowId: string, runId?: string): Promise<CatalogRow> {
@@ -522,6 +563,12 @@ export async function readCatalogs(session: TemporalSession, name?: string): Pro
   return Promise.all(infos.map((info) => queryCatalog(session, info.workflowId.replace(/^image\//, ''), info.workflowId, info.runId)));
 }
 
+/** A short list of names for a table cell: up to three, then how many more. */
+function nameList(list: string[] | undefined): string {
+  if (!list || list.length === 0) return '-';
+  return list.length <= 3 ? list.join(',') : `${list.slice(0, 3).join(',')} +${list.length - 3}`;
+}
+
 function catalogTable(rows: CatalogRow[]): string {
   if (rows.length === 0) return '(no images; `ekiden image apply --config FILE` starts their catalogs)';
   const summary = formatTable(
@@ -543,8 +590,17 @@ function catalogTable(rows: CatalogRow[]): string {
         const lines: string[] = [];
         if (s.builds.length > 0) {
           const table = formatTable(
-            ['', 'DIGEST', 'BUILT AT', 'RUNNER', 'SIZE', 'BUILD'],
-            s.builds.map((b) => [b.digest === s.current ? 'current' : s.previous.includes(b.digest) ? 'previous' : '', shortDigest(b.digest), b.builtAt, b.runnerVersion, formatBytes(b.bytes), b.buildId]),
+            ['', 'DIGEST', 'BUILT AT', 'RUNNER', 'SIZE', 'HOSTS', 'POOLS', 'BUILD'],
+            s.builds.map((b) => [
+              b.digest === s.current ? 'current' : s.previous.includes(b.digest) ? 'previous' : '',
+              shortDigest(b.digest),
+              b.builtAt,
+              b.runnerVersion,
+              formatBytes(b.bytes),
+              nameList(r.usage?.[b.digest]?.hosts),
+              nameList(r.usage?.[b.digest]?.pools),
+              b.buildId,
+            ]),
           );
           lines.push(...table.split('\n').map((l) => `  ${l}`.trimEnd()));
         }
@@ -631,7 +687,8 @@ export async function runImageCommand(session: TemporalSession, io: CliIo, cmd: 
     case 'image build':
       return build(session, io, cmd);
     case 'image list': {
-      const rows = await readCatalogs(session, cmd.name);
+      const [catalogs, usage] = await Promise.all([readCatalogs(session, cmd.name), readUsage(session)]);
+      const rows = withUsage(catalogs, usage);
       if (cmd.json) json(io, rows);
       else io.out(catalogTable(rows));
       return 0;

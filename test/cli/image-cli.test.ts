@@ -413,8 +413,8 @@ describe.skipIf(skip)('against a real server, with the catalog workflow running'
     const lines = table.out.split('\n');
     expect(lines[0]).toMatch(/^IMAGE +CURRENT +BUILDS +LAST BUILT +FAILURES$/);
     expect(lines[1]).toMatch(new RegExp(`^${a} +sha256:22222222… +2 +2026-12-02T10:00:00Z +0$`));
-    expect(table.out).toMatch(new RegExp(`\\n  current +sha256:22222222… +2026-12-02T10:00:00Z +2\\.332\\.0 +1\\.5 GiB +image-build/${a}/build-2\\n`));
-    expect(table.out).toMatch(new RegExp(`\\n  previous +sha256:11111111… +2026-12-01T10:00:00Z +2\\.331\\.0 +1\\.5 GiB +image-build/${a}/build-1$`));
+    expect(table.out).toMatch(new RegExp(`\\n  current +sha256:22222222… +2026-12-02T10:00:00Z +2\\.332\\.0 +1\\.5 GiB +- +- +image-build/${a}/build-2\\n`));
+    expect(table.out).toMatch(new RegExp(`\\n  previous +sha256:11111111… +2026-12-01T10:00:00Z +2\\.331\\.0 +1\\.5 GiB +- +- +image-build/${a}/build-1$`));
 
     const back = await ekiden(['image', 'rollback', a, ...conn]);
     expect(back.code, back.err).toBe(0);

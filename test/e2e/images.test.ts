@@ -59,7 +59,7 @@ describe.skipIf(skip)(`images end to end${skip ? ` — skipped: ${skip}` : ''}`,
     const endpoint = { url: registry.url, caFile: registry.caFile, username: registry.username, password: registry.password, credentialSource: 'registry.passwordEnv EKIDEN_REGISTRY_PASSWORD' };
     const cache = hostImageCache(dataDir);
     const driver = new QemuDriver({ root: join(h.dir, 'vms'), imagesDir: IMAGES_DIR, maxRunning: 2, stopTimeoutMs: 10_000, oci: { cache, registry: endpoint } });
-    await h.startWorker({ driver, fleet: { capacity: 2 }, images: { registry: endpoint, cache, qemuImagesDir: IMAGES_DIR } });
+    await h.startWorker({ driver, fleet: { capacity: 2, hostTiming: { reconcileIntervalMs: 5_000 } }, images: { registry: endpoint, cache, qemuImagesDir: IMAGES_DIR } });
 
     fleetFile = join(work, 'fleet.yaml');
     writeFileSync(
@@ -163,9 +163,14 @@ images:
     const rollout = (await catalog()).rollout;
     expect(rollout).toMatchObject({ digest: build.digest, state: 'done', hostsReady: [h.hostId], hostsFailed: [] });
 
-    const listed = await ekiden(['image', 'list', image, '--json']);
-    expect(listed.exitCode, listed.stderr).toBe(0);
-    expect(listed.stdout).toContain(build.digest);
+    // `image list` says which hosts hold the build (their caches, as of a reconciliation round) and which pools run on it.
+    const usage = async () => {
+      const listed = await ekiden(['image', 'list', image, '--json']);
+      expect(listed.exitCode, listed.stderr).toBe(0);
+      return (JSON.parse(listed.stdout) as Array<{ usage?: Record<string, { hosts: string[]; pools: string[] }> }>)[0]?.usage?.[build.digest];
+    };
+    const held = await waitUntil(usage, (u) => (u?.hosts.length ?? 0) > 0, 60_000, 'image list showing the host holding the build', 2_000);
+    expect(held).toEqual({ hosts: [h.hostId], pools: [image] });
   });
 
   it('rollback moves the pool back onto the build before', async () => {
