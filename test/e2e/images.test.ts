@@ -13,7 +13,7 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,13 +24,14 @@ import { DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, loadQemuImage } from '../../d
 import { QemuDriver } from '../../drivers/qemu.js';
 import { defaultQemuTemplateDir } from '../../packer/qemu-build.js';
 import { RegistryClient } from '../../registry/client.js';
-import { pushQemuImage } from '../../registry/qemu-artifact.js';
+import { pushQemuImage, QEMU_ANNOTATIONS } from '../../registry/qemu-artifact.js';
 import { imageBuiltSignal, imageStatusQuery, poolStatusQuery, type ImageCatalogStatus, type PoolStatus } from '../../workflows/api.js';
 import type { PoolWorkflow } from '../../workflows/pool.js';
 import { hostImageCache } from '../../workers/host-worker.js';
 import { BIN, cleanEnv } from '../cli/ekiden-process.js';
 import { createHarness, qemuSkipReason, REPO, waitUntil, type Harness } from '../support/harness.js';
 import { registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
+import { recordFixture } from '../support/fixtures.js';
 
 const IMAGES_DIR = process.env.EKIDEN_QEMU_IMAGES_DIR || defaultQemuImagesDir();
 const onPath = (bin: string) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, bin)));
@@ -153,6 +154,25 @@ images:
     expect(build.buildId).toMatch(new RegExp(`^image-build/${image}/scheduled-`));
     expect(build.runnerVersion).toMatch(/^\d+\.\d+\.\d+$/);
     expect(build.baseDigest).toBe(base.manifest.digest ?? build.baseDigest);
+    expect(build.ref).toBe(`${registry.host}/ekiden/${image}@${build.digest}`);
+    expect(build.templateHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // The registry holds that manifest, annotated with what it contains.
+    const reg = new RegistryClient({ url: registry.url, caFile: registry.caFile, username: registry.username, password: registry.password });
+    try {
+      const manifest = await reg.getManifest(`ekiden/${image}`, build.digest);
+      expect(manifest.digest).toBe(build.digest);
+      const annotations = (JSON.parse(manifest.bytes.toString('utf8')) as { annotations: Record<string, string> }).annotations;
+      expect(annotations[QEMU_ANNOTATIONS.runnerVersion]).toBe(build.runnerVersion);
+      expect(annotations[QEMU_ANNOTATIONS.baseDigest]).toBe(build.baseDigest);
+      expect(annotations[QEMU_ANNOTATIONS.templateHash]).toBe(build.templateHash);
+      expect(annotations[QEMU_ANNOTATIONS.builtAt]).toBe(build.builtAt);
+    } finally {
+      reg.close();
+    }
+    // Nothing of the build is left on the build host.
+    const buildsDir = join(h.dir, 'host', 'image-builds');
+    expect(existsSync(buildsDir) ? readdirSync(buildsDir) : []).toEqual([]);
+    recordFixture('image-build', await h.client.workflow.getHandle(build.buildId).fetchHistory());
 
     // The pool's runner moves onto it; a job there sees what the provisioner wrote.
     await waitUntil<PoolStatus>(poolStatus, (s) => s.runners.some((r) => r.phase === 'idle' && r.imageDigest === build.digest), 300_000, 'an idle runner on the new build', 1_000);

@@ -1,9 +1,9 @@
 /**
- * ImageBuildWorkflow end to end on real components: the Temporal dev server, a host worker
- * in this process serving the build host's queue, real Packer 1.6.6 building the QEMU runner
- * template over the cached Debian guest (TCG), a smoke boot of the result with the QEMU
- * driver, and a push to the real distribution registry (TLS with a CA the test made, htpasswd
- * auth). Then the image's catalog holds the build as current, with what it contains.
+ * ImageBuildWorkflow on real components (the Temporal dev server, a host worker in this process
+ * serving the build host's queue, real Packer 1.6.6, the real registry with TLS and htpasswd
+ * auth). A green build — Packer over the cached Debian guest, the smoke boot, the push, the
+ * catalog holding it with what it contains, the registry's annotations, no build directory
+ * left — is the images story's first half (test/e2e/images.test.ts), fired by its schedule.
  *
  * A broken template fails cleanly: nothing is promoted (the catalog keeps its current build,
  * and records the failure), and the build's directory is gone from the host.
@@ -23,12 +23,9 @@ import { createDriver } from '../../drivers/index.js';
 import { DEFAULT_QEMU_IMAGE, defaultQemuImagesDir, imageRefDir } from '../../drivers/qemu-image.js';
 import type { RunnerRegistry } from '../../github/runners.js';
 import { defaultQemuTemplateDir } from '../../packer/qemu-build.js';
-import { RegistryClient } from '../../registry/client.js';
-import { QEMU_ANNOTATIONS } from '../../registry/qemu-artifact.js';
 import { imageStatusQuery, type ImageBuildSpec, type ImageCatalogStatus } from '../../workflows/api.js';
 import type { ImageBuildWorkflow } from '../../workflows/image-build.js';
 import { createHostWorker, type HostWorker } from '../../workers/host-worker.js';
-import { recordFixture } from '../support/fixtures.js';
 import { BUNDLE, temporalSkipReason } from '../support/harness.js';
 import { registryMissing, startRegistry, type TestRegistry } from '../support/registry.js';
 import { waitUntil } from '../support/wait.js';
@@ -120,45 +117,9 @@ describe.skipIf(SKIP !== '')(`image builds${SKIP ? ` — skipped: ${SKIP}` : ''}
     if (root) await fs.rm(root, { recursive: true, force: true });
   });
 
-  it('builds with Packer, smoke-boots, pushes by digest and makes the build current', { timeout: 900_000 }, async () => {
-    const marker = randomBytes(8).toString('hex');
-    const handle = await client.workflow.start<typeof ImageBuildWorkflow>('ImageBuildWorkflow', {
-      workflowId: imageBuildWorkflowId('linux-runner', `t${Date.now().toString(36)}`),
-      taskQueue: QUEUE,
-      args: [{ spec: spec({ variables: { inline: [`echo ${marker} > /etc/ekiden-build-id`] } }), trigger: 'manual' }],
-    });
-    const record = await handle.result();
-    expect(record.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(record.ref).toBe(`${registry.host}/ekiden/linux-runner@${record.digest}`);
-    expect(record.runnerVersion).toMatch(/^\d+\.\d+\.\d+$/);
-    expect(record.baseDigest).toMatch(/^sha256:/);
-    expect(record.templateHash).toMatch(/^sha256:/);
-
-    // The registry holds that manifest, annotated with what it contains.
-    const reg = new RegistryClient({ url: registry.url, caFile: registry.caFile, username: registry.username, password: registry.password });
-    try {
-      const manifest = await reg.getManifest('ekiden/linux-runner', record.digest);
-      expect(manifest.digest).toBe(record.digest);
-      const annotations = (JSON.parse(manifest.bytes.toString('utf8')) as { annotations: Record<string, string> }).annotations;
-      expect(annotations[QEMU_ANNOTATIONS.runnerVersion]).toBe(record.runnerVersion);
-      expect(annotations[QEMU_ANNOTATIONS.baseDigest]).toBe(record.baseDigest);
-      expect(annotations[QEMU_ANNOTATIONS.templateHash]).toBe(record.templateHash);
-      expect(annotations[QEMU_ANNOTATIONS.builtAt]).toBe(record.builtAt);
-    } finally {
-      reg.close();
-    }
-
-    // The catalog made it current (the image promotes automatically).
-    const status = await waitUntil<ImageCatalogStatus>(catalog, (s) => s.current === record.digest, 30_000, 'the build is current');
-    expect(status.builds[0]).toMatchObject({ digest: record.digest, runnerVersion: record.runnerVersion, buildId: handle.workflowId });
-    expect(status.consecutiveFailures).toBe(0);
-    // Nothing of the build is left on the host.
-    expect(buildDirs()).toEqual([]);
-    recordFixture('image-build', await handle.fetchHistory());
-  });
-
   it('a broken template fails the build, promotes nothing and leaves no build directory', { timeout: 300_000 }, async () => {
-    const before = await catalog();
+    // The catalog may not exist yet: the failure starts it (signal-with-start).
+    const before = await catalog().catch(() => undefined);
     const broken = path.join(root, 'broken-template');
     await fs.mkdir(broken, { recursive: true });
     await fs.writeFile(path.join(broken, 'runner.pkr.hcl'), 'source "qemu" "runner" {\n  this is not hcl\n');
@@ -169,9 +130,10 @@ describe.skipIf(SKIP !== '')(`image builds${SKIP ? ` — skipped: ${SKIP}` : ''}
     });
     await expect(handle.result()).rejects.toThrow();
     const after = await waitUntil<ImageCatalogStatus>(catalog, (s) => s.lastFailure?.buildId === handle.workflowId, 30_000, 'the failure is recorded');
-    expect(after.current).toBe(before.current);
-    expect(after.builds.map((b) => b.digest)).toEqual(before.builds.map((b) => b.digest));
-    expect(after.consecutiveFailures).toBe(before.consecutiveFailures + 1);
+    expect(after.current).toBe(before?.current);
+    expect(after.builds.map((b) => b.digest)).toEqual((before?.builds ?? []).map((b) => b.digest));
+    expect(after.consecutiveFailures).toBe((before?.consecutiveFailures ?? 0) + 1);
+    expect(after.lastFailure?.message).toMatch(/packer|template|hcl/i);
     expect(buildDirs()).toEqual([]);
   });
 });
