@@ -13,6 +13,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../config/load.js';
 import { registryEndpoint } from '../config/registry-endpoint.js';
+import type { RegistryEndpoint } from '../registry/client.js';
 import { ConfigError, parseWorkerConfig } from '../config/schema.js';
 import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
@@ -48,6 +49,15 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     console.error(`ekiden worker: ${problem}`);
     return 2;
   }
+  // The registry password is read before anything starts: a missing one is a config error.
+  let registry: RegistryEndpoint | undefined;
+  try {
+    registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`ekiden worker: ${err.message}`);
+    return 2;
+  }
   // One worker per host data dir: two workers for one host would fight over its VMs and credentials.
   let lock: DataDirLock;
   try {
@@ -78,7 +88,6 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     closers.push(() => clientConnection.close());
     const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
     const octokit = createOctokit(config.github);
-    const registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
     // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).
     const imageCache = hostImageCache(config.host.dataDir);
     const worker = await createHostWorker({

@@ -5,7 +5,7 @@
  * first's pid, and the first still drains and exits on SIGTERM, releasing the lock.
  */
 import { execa } from 'execa';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -77,6 +77,18 @@ describe('ekiden worker: refused or failing at once, one line', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(oneLine(r.stderr)).toBe(`ekiden worker: driver: tart runs on macOS only (this host is ${process.platform}); use the qemu or fake driver here`);
     expect(r.seconds).toBeLessThan(10);
+  });
+
+  it('a registry password variable that is not set exits 2 before connecting, naming the setting', async () => {
+    const dir = tempDir('ekiden-worker-registry-');
+    const port = await closedPort();
+    const config = workerConfig(dir, { address: `127.0.0.1:${port}`, dataDir: join(dir, 'host') });
+    writeFileSync(config, `${readFileSync(config, 'utf8')}registry: { url: "https://registry.test:5000", username: ci, passwordEnv: EKIDEN_TEST_REGISTRY_PASSWORD }\n`);
+    const r = await runEkiden(['worker', '--config', config], 30_000, { env: TOKEN_ENV });
+    expect(r.code, r.stderr).toBe(2);
+    expect(oneLine(r.stderr)).toBe('ekiden worker: registry.passwordEnv: environment variable EKIDEN_TEST_REGISTRY_PASSWORD is empty; export the registry password there');
+    expect(r.seconds).toBeLessThan(10);
+    expect(existsSync(join(dir, 'host', 'ekiden.lock')), 'nothing claimed').toBe(false);
   });
 });
 
