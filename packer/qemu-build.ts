@@ -63,7 +63,8 @@ export interface QemuRunnerBuildResult {
 /** images/packer/qemu in the sources (packer/) or when compiled (dist/packer/). */
 export function defaultQemuTemplateDir(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  for (const up of ['..', '../..']) {
+  // packer/ in the checkout (tsx), dist/packer/ (npm run build) or dist/all/packer/ (benches).
+  for (const up of ['..', '../..', '../../..']) {
     const candidate = path.resolve(here, up, 'images', 'packer', 'qemu');
     if (existsSync(path.join(candidate, 'runner.pkr.hcl'))) return candidate;
   }
