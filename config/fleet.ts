@@ -17,7 +17,7 @@ import type { RunnerTiming } from '../core/runner-spec.js';
 import type { DriverSettings } from '../drivers/index.js';
 import type { GitHubAuth, GitHubScope, GitHubSettings } from '../github/client.js';
 import type { PoolConfig } from '../workflows/api.js';
-import { BOUNDS, check, guestDirProblem, imageProblem, intProblem, labelProblem, optBounded, parseIntText, textProblem } from './bounds.js';
+import { BOUNDS, check, guestDirProblem, imageProblem, intProblem, labelProblem, optBounded, optDuration, parseIntText, textProblem } from './bounds.js';
 import { at, ConfigError, describe, obj, onlyKeys, optBool, optObj, optStr, str, strList, type Obj } from './fields.js';
 import { errorMessage } from '../core/failures.js';
 
@@ -70,6 +70,8 @@ export interface HostConfig {
   driver: DriverConfig;
   pollIntervalMs?: number;
   shutdownGraceMs?: number;
+  /** The host's image cache: its budget and how long an image nothing uses is kept. */
+  imageCache: { budgetBytes: number; retentionMs: number };
 }
 
 export interface FleetConfig {
@@ -305,7 +307,9 @@ function labelList(o: Obj, path: string, opts: { required: boolean; nonEmpty: bo
   return labels;
 }
 
-const HOST_KEYS = ['id', 'dataDir', 'capacity', 'labels', 'driver', 'pollIntervalMs', 'shutdownGraceMs'];
+const HOST_KEYS = ['id', 'dataDir', 'capacity', 'labels', 'driver', 'pollIntervalMs', 'shutdownGraceMs', 'imageCacheGiB', 'imageRetention'];
+/** A host's image cache unless its entry says otherwise: 200 GiB, images unused for 7 days go. */
+export const DEFAULT_IMAGE_CACHE = { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 };
 
 /**
  * One host: `hosts[i]` (driver inside) or the single-host form's `host` (driver given
@@ -326,6 +330,10 @@ export function parseHost(raw: unknown, path: string, separateDriver?: { raw: un
     driver,
     pollIntervalMs: optBounded(h, 'pollIntervalMs', path, BOUNDS.timingMs, 1_000),
     shutdownGraceMs: optBounded(h, 'shutdownGraceMs', path, BOUNDS.graceMs),
+    imageCache: {
+      budgetBytes: (optBounded(h, 'imageCacheGiB', path, BOUNDS.imageCacheGiB) ?? DEFAULT_IMAGE_CACHE.budgetBytes / 1024 ** 3) * 1024 ** 3,
+      retentionMs: optDuration(h, 'imageRetention', path, BOUNDS.imageRetentionMs, DEFAULT_IMAGE_CACHE.retentionMs),
+    },
   };
 }
 

@@ -25,6 +25,7 @@ export interface WorkerConfig {
     labels: string[];
     pollIntervalMs?: number;
     shutdownGraceMs?: number;
+    imageCache: { budgetBytes: number; retentionMs: number };
   };
   driver: DriverSettings;
   github: { apiUrl: string; scope: GitHubScope; auth: GitHubAuth; writeSpacingMs?: number };
@@ -72,6 +73,7 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
       labels: host.labels,
       pollIntervalMs: host.pollIntervalMs,
       shutdownGraceMs: host.shutdownGraceMs,
+      imageCache: host.imageCache,
     },
     driver,
     github: { apiUrl: github.apiUrl, scope: github.scope, auth: github.auth, writeSpacingMs: github.writeSpacingMs },

@@ -20,6 +20,7 @@ import { createGitHubActivities } from '../activities/github.js';
 import { createImageHostActivities, createImageSharedActivities } from '../activities/images.js';
 import { defaultQemuImagesDir } from '../drivers/qemu-image.js';
 import { QemuDriver } from '../drivers/qemu.js';
+import { DEFAULT_IMAGE_CACHE } from '../config/fleet.js';
 import { ImageCache } from '../host/image-cache.js';
 import type { RegistryEndpoint } from '../registry/client.js';
 import { createHostActivities } from '../activities/host.js';
@@ -88,8 +89,8 @@ export interface HostImageOptions {
 export function hostImageCache(dataDir: string, opts: { cacheBudgetBytes?: number; cacheRetentionMs?: number } = {}): ImageCache {
   return new ImageCache({
     root: join(dataDir, 'image-cache'),
-    budgetBytes: opts.cacheBudgetBytes ?? 200 * 1024 ** 3,
-    retentionMs: opts.cacheRetentionMs ?? 7 * 24 * 3600_000,
+    budgetBytes: opts.cacheBudgetBytes ?? DEFAULT_IMAGE_CACHE.budgetBytes,
+    retentionMs: opts.cacheRetentionMs ?? DEFAULT_IMAGE_CACHE.retentionMs,
   });
 }
 

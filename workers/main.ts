@@ -89,7 +89,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
     const octokit = createOctokit(config.github);
     // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).
-    const imageCache = hostImageCache(config.host.dataDir);
+    const imageCache = hostImageCache(config.host.dataDir, { cacheBudgetBytes: config.host.imageCache.budgetBytes, cacheRetentionMs: config.host.imageCache.retentionMs });
     const worker = await createHostWorker({
       connection,
       client,

@@ -119,6 +119,16 @@ describe('fleet config', () => {
     expect(c.pools[0]!.hosts).toEqual(['anywhere']);
   });
 
+  it('a host\'s image cache: 200 GiB and 7 days unless its entry says otherwise; bad values name the field and the fix', () => {
+    const host = (extra: Record<string, unknown>) =>
+      parseFleetConfig({ host: { id: 'box', dataDir: '/d', ...extra }, driver: { kind: 'fake', root: '/r', images: {} } }, {}).hosts[0]!.imageCache;
+    expect(host({})).toEqual({ budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 });
+    expect(host({ imageCacheGiB: 50, imageRetention: '36h' })).toEqual({ budgetBytes: 50 * 1024 ** 3, retentionMs: 36 * 3_600_000 });
+    expect(() => host({ imageCacheGiB: 0 })).toThrow(/^host\.imageCacheGiB: 0 is not a whole number from 1 to 1048576 \(GiB of images kept on the host\)/);
+    expect(() => host({ imageRetention: 7 })).toThrow(/^host\.imageRetention: 7 is not a duration from 1m to 365d; write e\.g\. "7d"/);
+    expect(() => host({ imageRetention: '30s' })).toThrow(/^host\.imageRetention: "30s" is not a duration from 1m to 365d/);
+  });
+
   it('accepts the single-host form of a worker config', () => {
     const c = parseFleetConfig(
       {
@@ -128,7 +138,7 @@ describe('fleet config', () => {
       },
       {},
     );
-    expect(c.hosts).toEqual([{ id: 'box', dataDir: '/d', capacity: 3, labels: ['linux'], driver: { kind: 'fake', root: '/r', images: {} } }]);
+    expect(c.hosts).toEqual([{ id: 'box', dataDir: '/d', capacity: 3, labels: ['linux'], driver: { kind: 'fake', root: '/r', images: {} }, imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 } }]);
     expect(c.pools).toHaveLength(1);
   });
 
