@@ -33,7 +33,6 @@ import { imageBuildWorkflowId, imageCatalogWorkflowId, imageScheduleId, isSlug }
 import type { ImageCatalogWorkflow } from '../workflows/image-catalog.js';
 import {
   imageBuildStatusQuery,
-  hostStatusQuery,
   imageStatusQuery,
   poolStatusQuery,
   promoteImageUpdate,
@@ -102,8 +101,8 @@ const HELP = {
   list: helpText(
     [`${LIST} [--config FILE] ${COMMON}`],
     'Every image catalog (or NAME\'s): the current digest, each recorded build (digest, built at,\n' +
-      'runner version, size, current/previous, the hosts whose cache holds it as of their last\n' +
-      'reconciliation round, the pools running on it), the last failure and the failures in a row.',
+      'runner version, size, current/previous, the hosts holding it — those the last rollout\n' +
+      'prefetched it to —, the pools running on it), the last failure and the failures in a row.',
     [],
   ),
   promote: helpText(
@@ -495,11 +494,11 @@ export interface CatalogRow {
   workflowId: string;
   status?: ImageCatalogStatus;
   error?: string;
-  /** Per digest of the catalog's builds: hosts whose cache holds it (as of their last reconciliation round) and pools running or starting runners on it. */
+  /** Per digest of the catalog's builds: hosts holding it (their cache reports, or the last rollout's prefetches) and pools running or starting runners on it. */
   usage?: Record<string, { hosts: string[]; pools: string[] }>;
 }
 
-/** Where each digest is: host caches (HostStatus.images) and pools (their current build and their runners'). Hosts or pools that do not answer are left out. */
+/** Where each digest runs: pools (their current build and their runners'). Pools that do not answer are left out; hosts come from the catalog's rollout. */
 async function readUsage(session: TemporalSession): Promise<{ hosts: Map<string, string[]>; pools: Map<string, string[]> }> {
   const hosts = new Map<string, string[]>();
   const pools = new Map<string, string[]>();
@@ -518,7 +517,6 @@ async function readUsage(session: TemporalSession): Promise<{ hosts: Map<string,
     );
   };
   await Promise.all([
-    ask('HostWorkflow', (id) => session.client.workflow.getHandle(id).query(hostStatusQuery), (_id, s) => s.images?.held.forEach((e) => add(hosts, e.digest, s.id))),
     ask('PoolWorkflow', (id) => session.client.workflow.getHandle(id).query(poolStatusQuery), (_id, s) => {
       add(pools, s.image?.digest, s.pool);
       s.runners.forEach((r) => r.phase !== 'cleaning' && add(pools, r.imageDigest, s.pool));
@@ -530,7 +528,16 @@ async function readUsage(session: TemporalSession): Promise<{ hosts: Map<string,
 function withUsage(rows: CatalogRow[], usage: { hosts: Map<string, string[]>; pools: Map<string, string[]> }): CatalogRow[] {
   return rows.map((r) =>
     r.status
-      ? { ...r, usage: Object.fromEntries(r.status.builds.map((b) => [b.digest, { hosts: [...(usage.hosts.get(b.digest) ?? [])].sort(), pools: [...(usage.pools.get(b.digest) ?? [])].sort() }])) }
+      ? {
+          ...r,
+          usage: Object.fromEntries(
+            r.status.builds.map((b) => {
+              // Hosts: what their caches report, and the hosts the last rollout prefetched it to.
+              const rolled = r.status!.rollout?.digest === b.digest ? r.status!.rollout.hostsReady : [];
+              return [b.digest, { hosts: [...new Set([...(usage.hosts.get(b.digest) ?? []), ...rolled])].sort(), pools: [...(usage.pools.get(b.digest) ?? [])].sort() }];
+            }),
+          ),
+        }
       : r,
   );
 }

@@ -276,8 +276,6 @@ export interface HostStatus {
   lastReconcile?: { at: number; removedVms: string[]; removedCredentials: string[] };
   /** Every reconciliation on this host so far: rounds and leaks caught, by kind. */
   reconciled?: { rounds: number; vms: number; credentials: number };
-  /** The host's image cache as its last reconciliation round saw it (after that round's GC). */
-  images?: HostImages;
 }
 
 /** A host's image cache: what it holds, against its budget, and what GC removed. */

@@ -23,14 +23,12 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
-  patched,
   proxyActivities,
   setHandler,
   TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FleetHostActivities, FleetSharedActivities } from '../activities/fleet.js';
-import type { ImageHostActivities, ImageSharedActivities } from '../activities/images.js';
 import { ms } from '../core/durations.js';
 import { errorMessage } from '../core/failures.js';
 import { grantSlot, hostTransition, releaseSlot, settledLeases, slotRefusal, type HostEvent } from '../core/host-policy.js';
@@ -48,9 +46,6 @@ import {
   type HostTiming,
   type HostWorkflowInput,
 } from './api.js';
-
-/** Reconciliation rounds also collect the host's image cache (HostStatus.images). */
-const IMAGE_GC = 'host-image-gc';
 
 export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus> {
   const timing: HostTiming = input.timing;
@@ -82,17 +77,6 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
   });
   const shared = proxyActivities<FleetSharedActivities>({
     startToCloseTimeout: '5 minutes',
-    retry: { initialInterval: '5s', maximumAttempts: 3 },
-  });
-
-  const imagesOnHost = proxyActivities<ImageHostActivities>({
-    taskQueue: hostQueue,
-    scheduleToStartTimeout: ms(timing.downAfterMs),
-    startToCloseTimeout: '10 minutes',
-    retry: { maximumAttempts: 2 },
-  });
-  const fleetImages = proxyActivities<ImageSharedActivities>({
-    startToCloseTimeout: '2 minutes',
     retry: { initialInterval: '5s', maximumAttempts: 3 },
   });
 
@@ -185,18 +169,6 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
       await audit();
     } catch (err) {
       log.warn('reconciliation failed; next round will retry', { host: input.id, message: errorMessage(err) });
-    }
-    if (patched(IMAGE_GC)) await collectImages();
-  };
-
-  /** The round's image cache GC: only what no catalog or pool of the fleet references, and no VM here uses. */
-  const collectImages = async () => {
-    try {
-      const refs = await fleetImages.referencedImages();
-      const r = await imagesOnHost.collectImages(refs.complete ? { referenced: refs.digests } : {});
-      status.images = { at: Date.now(), ...r, deletedTotal: (status.images?.deletedTotal ?? 0) + r.deleted.length };
-    } catch (err) {
-      log.warn('image cache GC failed; next round will retry', { host: input.id, message: errorMessage(err) });
     }
   };
 

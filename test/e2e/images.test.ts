@@ -60,7 +60,7 @@ describe.skipIf(skip)(`images end to end${skip ? ` — skipped: ${skip}` : ''}`,
     const endpoint = { url: registry.url, caFile: registry.caFile, username: registry.username, password: registry.password, credentialSource: 'registry.passwordEnv EKIDEN_REGISTRY_PASSWORD' };
     const cache = hostImageCache(dataDir);
     const driver = new QemuDriver({ root: join(h.dir, 'vms'), imagesDir: IMAGES_DIR, maxRunning: 2, stopTimeoutMs: 10_000, oci: { cache, registry: endpoint } });
-    await h.startWorker({ driver, fleet: { capacity: 2, hostTiming: { reconcileIntervalMs: 5_000 } }, images: { registry: endpoint, cache, qemuImagesDir: IMAGES_DIR } });
+    await h.startWorker({ driver, fleet: { capacity: 2 }, images: { registry: endpoint, cache, qemuImagesDir: IMAGES_DIR } });
 
     fleetFile = join(work, 'fleet.yaml');
     writeFileSync(
@@ -183,7 +183,7 @@ images:
     const rollout = (await catalog()).rollout;
     expect(rollout).toMatchObject({ digest: build.digest, state: 'done', hostsReady: [h.hostId], hostsFailed: [] });
 
-    // `image list` says which hosts hold the build (their caches, as of a reconciliation round) and which pools run on it.
+    // `image list` says which hosts hold the build (the rollout prefetched it there) and which pools run on it.
     const usage = async () => {
       const listed = await ekiden(['image', 'list', image, '--json']);
       expect(listed.exitCode, listed.stderr).toBe(0);
