@@ -115,7 +115,30 @@ export function explain(err: unknown, timeoutMs: number): string {
   return cause instanceof Error ? `${firstLine(err)}: ${firstLine(cause)}` : firstLine(err);
 }
 
-/** `fn`'s calls on the session's connection, with a deadline `ms` from now. */
+/** The gRPC status code somewhere in `err`'s cause chain, if any. */
+function grpcCode(err: unknown): unknown {
+  for (let e: unknown = err; e instanceof Error || (typeof e === 'object' && e !== null); e = (e as { cause?: unknown }).cause) {
+    const { code } = e as { code?: unknown };
+    if (typeof code === 'number') return code;
+  }
+  return undefined;
+}
+
+/**
+ * `fn`'s calls on the session's connection, with a deadline `ms` from now. A call still open at the
+ * deadline fails as DEADLINE_EXCEEDED (4) — or as CANCELLED (1) when several calls share the
+ * connection and another's deadline cancelled it; both mean "no answer in time" and are reported as
+ * one error with code 4, so `explain` says so whichever the server sent.
+ */
 export async function withTimeout<T>(session: TemporalSession, ms: number, fn: () => Promise<T>): Promise<T> {
-  return session.connection.withDeadline(Date.now() + ms, fn);
+  const deadline = Date.now() + ms;
+  try {
+    return await session.connection.withDeadline(deadline, fn);
+  } catch (err) {
+    const code = grpcCode(err);
+    if ((code === 1 || code === 4) && Date.now() >= deadline - 50) {
+      throw Object.assign(new Error(`no answer within ${ms / 1000}s`, { cause: err }), { code: 4 });
+    }
+    throw err;
+  }
 }

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { main } from '../../cli/main.js';
 import { parsePoolCommand, runPoolCommand } from '../../cli/pool.js';
-import { connectTemporal } from '../../cli/temporal.js';
+import { connectTemporal, explain, withTimeout, type TemporalSession } from '../../cli/temporal.js';
 import { formatAge, formatTable } from '../../cli/table.js';
 import { hostWorkflowId, poolWorkflowId, runnerWorkflowId } from '../../core/names.js';
 import { SA_HOST, SA_PHASE, SA_POOL, SA_RUNNER } from '../../core/search-attributes.js';
@@ -70,6 +70,18 @@ describe('output helpers', () => {
 
   it('aligns columns without trailing spaces', () => {
     expect(formatTable(['A', 'LONGER'], [['xyz', '1'], ['', '22']])).toBe('A    LONGER\nxyz  1\n     22');
+  });
+
+  it('a call cut off at its deadline reads "no answer" whether gRPC said DEADLINE_EXCEEDED or CANCELLED', async () => {
+    // Calls sharing one connection: another call's deadline can surface as CANCELLED (1).
+    const failing = (code: number, afterMs: number) =>
+      ({ connection: { withDeadline: async () => { await new Promise((r) => setTimeout(r, afterMs)); throw Object.assign(new Error(`${code} CODE: Call ended`), { code }); } } }) as unknown as TemporalSession;
+    const reason = (session: TemporalSession) => withTimeout(session, 200, async () => 1).then(() => 'answered', (err) => explain(err, 200));
+    expect(await reason(failing(1, 220))).toBe('no answer within 0.2s; is a worker serving its task queue?');
+    expect(await reason(failing(4, 220))).toBe('no answer within 0.2s; is a worker serving its task queue?');
+    // A CANCELLED long before the deadline is not a timeout: its own words are kept.
+    expect(await reason(failing(1, 0))).toBe('1 CODE: Call ended');
+    expect(await reason(failing(5, 220))).toBe('5 CODE: Call ended');
   });
 });
 
