@@ -11,13 +11,14 @@ import { BOUNDS, labelProblem } from '../config/bounds.js';
 import { ConfigError } from '../config/fields.js';
 import { DEFAULT_DATA_DIR, helpText, intFlag, listFlag, parseFlags, range, slugFlag, wantsHelp, type Options } from './args.js';
 import { parseArgsMessage } from './command.js';
-import { HelpRequest, UsageError } from './errors.js';
+import { firstLine, HelpRequest, UsageError } from './errors.js';
 import { FLEET_USAGE } from './fleet.js';
 import { hostsCommand } from './hosts.js';
 import { IMAGE_USAGE, imageCommand } from './image.js';
 import type { CliIo } from './io.js';
 import { poolCommand } from './pool.js';
 import { runnersCommand } from './runners.js';
+import { SETUP_USAGE, setupCommand } from './setup.js';
 import { statusCommand } from './status.js';
 import type { UpOptions } from './up.js';
 import { packageVersion } from './version.js';
@@ -89,6 +90,7 @@ const USAGE = `usage:
   ${WEBHOOK_SYNOPSIS}
 ${FLEET_USAGE}
 ${IMAGE_USAGE}
+${SETUP_USAGE}
   ekiden help [VERB...]     a verb's usage and every flag it takes (also: ekiden VERB --help)
   ekiden --version          the version of this CLI`;
 
@@ -175,6 +177,8 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         return await runnersCommand(rest, cli);
       case 'hosts':
         return await hostsCommand(rest, cli);
+      case 'setup':
+        return await setupCommand(rest, cli);
       case 'image':
         return await imageCommand(rest, cli);
       case 'help':
@@ -208,7 +212,8 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
       cli.err(`ekiden: ${errorMessage(err).split('\n')[0]}`);
       return 2;
     }
-    cli.err(`ekiden: ${errorMessage(err)}`);
+    // A Temporal client error says only "Failed to …": firstLine adds the server's reason (and the fix it knows).
+    cli.err(`ekiden: ${err instanceof Error && err.name === 'ServiceError' ? firstLine(err) : errorMessage(err)}`);
     return 1;
   }
 }

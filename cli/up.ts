@@ -18,6 +18,7 @@ import { basename, join } from 'node:path';
 import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
 import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
+import { ensureNamespace } from '../temporal/namespace-setup.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
 import { poolWorkflowInput, type PoolSpec } from '../core/defaults.js';
 import { createDriver } from '../drivers/index.js';
@@ -323,6 +324,11 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
       throw cannotReachTemporal(address, err);
     });
     cleanups.push(() => connection.close());
+    if (clusterConfig) {
+      // A server this command did not start: Ekiden's search attributes may not be there yet.
+      const setup = await ensureNamespace(connection.operatorService, { address, namespace }, { create: true });
+      if (setup.created.length) say(`temporal: created search attributes ${setup.created.join(', ')} on namespace ${namespace}`);
+    }
     const client = new Client({ connection, namespace });
     checkInterrupted();
 

@@ -99,6 +99,8 @@ export interface DevServerOptions {
   startTimeoutMs?: number;
   /** Start with the Web UI (default true). */
   ui?: boolean;
+  /** Register Ekiden's search attributes at start (default true); false stands for a cluster nobody set up. */
+  searchAttributes?: boolean;
 }
 
 export interface DevServer {
@@ -167,7 +169,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   if (uiPort) args.push('--ui-port', String(uiPort), '--ui-ip', '127.0.0.1');
   else args.push('--headless');
   if (opts.dbFile) args.push('--db-filename', opts.dbFile);
-  for (const sa of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa.name}=${sa.type}`);
+  if (opts.searchAttributes !== false) for (const sa of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa.name}=${sa.type}`);
 
   /** The supervisor (see SUPERVISOR); the server is its child, in its process group. */
   let child: ChildProcess | undefined;

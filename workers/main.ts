@@ -24,6 +24,7 @@ import { pauseAfterActivities } from './test-hooks.js';
 import { errorMessage } from '../core/failures.js';
 import { claimDataDir, DataDirError, DataDirInUseError, type DataDirLock } from '../host/data-dir-lock.js';
 import { cannotReachTemporal } from '../temporal/dev-server.js';
+import { ensureNamespace } from '../temporal/namespace-setup.js';
 
 export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
 
@@ -86,6 +87,9 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       throw cannotReachTemporal(address, err);
     });
     closers.push(() => clientConnection.close());
+    // Ekiden's search attributes on the namespace, created where missing (else one line naming them and the fix).
+    const setup = await ensureNamespace(clientConnection.operatorService, { address, namespace: config.temporal.namespace }, { create: true });
+    if (setup.created.length) console.error(JSON.stringify({ level: 'INFO', msg: 'created search attributes', namespace: setup.namespace, created: setup.created }));
     const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
     const octokit = createOctokit(config.github);
     // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).

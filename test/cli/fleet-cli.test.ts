@@ -130,6 +130,9 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
     [['hosts', '--config', file('bad-address.yaml', 'temporal: { address: "a b:1" }\n')], /^ekiden: temporal\.address: "a b:1" is not HOST:PORT/],
     [['status', 'now'], /^ekiden: status: unexpected argument "now"$/],
     [['hosts', 'extra'], /^ekiden: hosts: unexpected argument "extra"$/],
+    [['setup', 'now'], /^ekiden: setup: unexpected argument "now"; see `ekiden setup --help`$/],
+    [['setup', '--check=yes'], /^ekiden: Option '--check' does not take an argument/],
+    [['setup', '--namespace', 'bad ns'], /^ekiden: --namespace: /],
     [['runners', '--phase', 'sleeping'], /^ekiden: --phase: "sleeping" is not one of pulling, credential, /],
     [['runners', '--pool', 'Bad_Pool'], /^ekiden: --pool: "Bad_Pool" is not a valid name; use 1-31 lower-case letters, digits and single dashes/],
     [['runners', '--ui-url', 'not a url'], /^ekiden: --ui-url: "not a url" is not an http\(s\) URL of the Temporal Web UI; write e\.g\. http:\/\/127\.0\.0\.1:8233$/],
@@ -273,6 +276,7 @@ hosts:
         [['status'], COMMON],
         [['runners'], ['--pool', '--host', '--phase', '--ui-url', ...COMMON]],
         [['hosts'], COMMON],
+        [['setup'], ['--check', ...COMMON]],
         [['up'], ['--driver', '--jobs', '--data-dir', '--pool-size', '--labels', '--host-id', '--idle-timeout']],
         [['worker'], ['--config', '--host']],
         [['webhook'], ['--config', '--port', '--host', '--secret-env', '--temporal', '--namespace']],
@@ -314,7 +318,7 @@ hosts:
   it('`ekiden help` lists every verb', async () => {
     const r = await ekiden(['help']);
     expect(r.code).toBe(0);
-    for (const verb of ['ekiden up', 'ekiden worker --config FILE [--host ID]', 'ekiden webhook', 'pool create', 'pool scale', 'pool drain', 'pool resume', 'pool delete', 'ekiden status', 'ekiden runners', 'ekiden hosts', '--json']) {
+    for (const verb of ['ekiden up', 'ekiden worker --config FILE [--host ID]', 'ekiden webhook', 'pool create', 'pool scale', 'pool drain', 'pool resume', 'pool delete', 'ekiden status', 'ekiden runners', 'ekiden hosts', 'ekiden setup', '--json']) {
       expect(r.out).toContain(verb);
     }
   });
