@@ -15,6 +15,7 @@ import { readEndpoint, type Endpoint } from '../host/endpoint.js';
 import { HelpRequest, UsageError } from './errors.js';
 import type { Env } from './io.js';
 import { resolveTarget, type TemporalTarget } from './temporal.js';
+import { envNamesConnection } from '../temporal/connect.js';
 
 /** What every operator verb carries: the server to reach and the output form. */
 export interface Common {
@@ -187,7 +188,7 @@ export function commonOf(
 ): Common {
   const file = fleet ?? (typeof values.config === 'string' ? loadFleet(values.config, env) : undefined);
   const address = strFlag(values.address);
-  const endpoint = address === undefined ? endpointOf(strFlag(values['data-dir']), Boolean(file?.temporal.address || env.TEMPORAL_ADDRESS)) : undefined;
+  const endpoint = address === undefined ? endpointOf(strFlag(values['data-dir']), Boolean(file?.temporal.address || envNamesConnection(env))) : undefined;
   const common: Common = {
     target: resolveTarget({ address: address ?? endpoint?.address, namespace: strFlag(values.namespace) ?? endpoint?.namespace }, file?.temporal, env),
     json: values.json === true,

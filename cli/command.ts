@@ -52,7 +52,8 @@ export async function runOperatorCommand<C extends Common>(
     return await run(session, cmd);
   } catch (err) {
     io.err(`ekiden: ${firstLine(err)}`);
-    return 1;
+    // A credential file that cannot be used (unreadable, expired, not the key's) is a config mistake.
+    return err instanceof ConfigError && !session ? 2 : 1;
   } finally {
     await session?.close().catch(() => {});
   }

@@ -5,10 +5,12 @@
  * and the calls the verbs make through it: listing open workflows of a type, a deadline on a
  * query or update, and the one line that explains a failed call.
  */
-import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
+import { Client, type Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import { connect as tcpConnect } from 'node:net';
 import { DEFAULT_TEMPORAL_PORT, nameTextProblem, splitAddress, type TemporalSettings } from '../config/fleet.js';
 import { CliError, firstLine, UsageError } from './errors.js';
+import { ConfigError } from '../config/fields.js';
+import { connectClient, credentialsFromSettings, profileFromEnv, type TemporalCredentials } from '../temporal/connect.js';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_NAMESPACE = 'default';
@@ -19,6 +21,8 @@ export const QUERY_TIMEOUT_MS = 5_000;
 export interface TemporalTarget {
   address: string;
   namespace: string;
+  /** TLS and API key, from the config file's temporal section or a client-config profile; read when connecting. */
+  credentials?: TemporalCredentials;
 }
 
 export function resolveTarget(
@@ -26,24 +30,38 @@ export function resolveTarget(
   file: TemporalSettings | undefined,
   env: Record<string, string | undefined>,
 ): TemporalTarget {
+  // The file's credentials when it has any, else a client-config profile's (TEMPORAL_PROFILE, TEMPORAL_TLS_*, …).
+  const fileCredentials = file && (file.tls || file.apiKeyEnv) ? credentialsFromSettings(file) : undefined;
+  const profile = fileCredentials ? undefined : profileFromEnv(env);
   const [address, source] = flags.address
     ? [flags.address, '--address']
     : file?.address
       ? // A file's own address was checked when it was parsed; one it took from the environment was not.
         [file.address, 'TEMPORAL_ADDRESS']
-      : env.TEMPORAL_ADDRESS
-        ? [env.TEMPORAL_ADDRESS, 'TEMPORAL_ADDRESS']
-        : [DEFAULT_ADDRESS, 'default'];
+      : profile?.address
+        ? [profile.address, env.TEMPORAL_ADDRESS ? 'TEMPORAL_ADDRESS' : 'the Temporal client config']
+        : env.TEMPORAL_ADDRESS
+          ? [env.TEMPORAL_ADDRESS, 'TEMPORAL_ADDRESS']
+          : [DEFAULT_ADDRESS, 'default'];
   if (!splitAddress(address)) throw new UsageError(`${source}: "${address}" is not HOST:PORT; write e.g. ${DEFAULT_ADDRESS}`);
   // A file's namespace was checked when it was parsed (one it took from the environment too).
   const [namespace, nsSource] = flags.namespace
     ? [flags.namespace, '--namespace']
     : file?.namespace
       ? [file.namespace, undefined]
-      : [env.TEMPORAL_NAMESPACE || DEFAULT_NAMESPACE, 'TEMPORAL_NAMESPACE'];
+      : profile?.namespace
+        ? [profile.namespace, env.TEMPORAL_NAMESPACE ? 'TEMPORAL_NAMESPACE' : 'the Temporal client config']
+        : [env.TEMPORAL_NAMESPACE || DEFAULT_NAMESPACE, 'TEMPORAL_NAMESPACE'];
   const problem = nsSource === undefined ? undefined : nameTextProblem(nsSource, namespace, 'a namespace name');
   if (problem) throw new UsageError(problem);
-  return { address, namespace };
+  const credentials = fileCredentials ?? profile?.credentials;
+  // An API key named by variable is looked up now: an empty one is a mistake found before anything is contacted.
+  if (credentials?.apiKey && 'env' in credentials.apiKey) {
+    const value = env[credentials.apiKey.env];
+    if (!value) throw new UsageError(`${credentials.apiKey.setting}: environment variable ${credentials.apiKey.env} is empty; export the Temporal API key there`);
+    credentials.apiKey = { value, setting: `${credentials.apiKey.setting} (${credentials.apiKey.env})` };
+  }
+  return { address, namespace, ...(credentials && (credentials.tls || credentials.apiKey || credentials.metadata) ? { credentials } : {}) };
 }
 
 export interface TemporalSession {
@@ -87,9 +105,14 @@ export async function connectTemporal(target: TemporalTarget, timeoutMs = CONNEC
   let connection: Connection;
   try {
     await probe(host, port, timeoutMs);
-    connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs });
   } catch (err) {
     throw new CliError(`cannot reach Temporal at ${target.address}: ${firstLine(err)}`);
+  }
+  try {
+    connection = await connectClient(target.address, target.credentials ?? {}, {}, { timeoutMs });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new CliError(firstLine(err));
   }
   const client = new Client({ connection, namespace: target.namespace });
   return { target, connection, client, close: () => connection.close() };

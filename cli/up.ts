@@ -10,15 +10,14 @@
  * reason (exit 1, its runners cancelled); Ctrl-C / SIGTERM clean up and exit (with --jobs,
  * 130 / 143); the dev server dies with this process even on SIGKILL (temporal/dev-server.ts).
  */
-import { Client, Connection, WorkflowFailedError, WorkflowIdConflictPolicy, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { Client, WorkflowFailedError, WorkflowIdConflictPolicy, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
-import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { NativeConnection } from '@temporalio/worker';
 import { basename, join } from 'node:path';
 import { createWriteStream } from 'node:fs';
 import { SHARED_TASK_QUEUE, poolWorkflowId } from '../core/names.js';
 import { SA_HOST, SA_POOL, SEARCH_ATTRIBUTE_KEYS } from '../core/search-attributes.js';
 import { ensureNamespace } from '../temporal/namespace-setup.js';
+import { connectClient, connectNative, loadCredentials, profileFromEnv } from '../temporal/connect.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
 import { poolWorkflowInput, type PoolSpec } from '../core/defaults.js';
 import { createDriver } from '../drivers/index.js';
@@ -203,14 +202,13 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
   checkUpOptions(opts);
   const realGitHub = githubFromEnv(env);
   if (opts.jobs !== undefined && realGitHub) throw new UsageError('--jobs needs the GitHub emulator; unset GITHUB_TOKEN (or drop --jobs)');
-  const cluster = Boolean(env.TEMPORAL_ADDRESS || env.TEMPORAL_PROFILE || env.TEMPORAL_CONFIG_FILE);
-  let clusterConfig: ReturnType<typeof loadClientConnectConfig> | undefined;
-  if (cluster) {
-    try {
-      clusterConfig = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: env as Record<string, string> });
-    } catch (err) {
-      throw new UsageError(`Temporal client config (TEMPORAL_ADDRESS / TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE): ${errorMessage(err)}`);
-    }
+  // An existing cluster when the environment names one (TEMPORAL_ADDRESS, a client-config profile, TEMPORAL_TLS_* …).
+  let clusterConfig: ReturnType<typeof profileFromEnv>;
+  try {
+    clusterConfig = profileFromEnv(env);
+    if (clusterConfig) loadCredentials(clusterConfig.credentials, env);
+  } catch (err) {
+    throw new UsageError(errorMessage(err).split('\n')[0]!);
   }
 
   // One owner per data dir: a second `up` (or a worker) on it stops here.
@@ -264,11 +262,10 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
     // Temporal: an existing cluster when configured, else the embedded dev server.
     let address: string;
     let namespace = env.TEMPORAL_NAMESPACE || 'default';
-    let connectOptions: Parameters<typeof Connection.connect>[0] = {};
+    const credentials = clusterConfig?.credentials ?? {};
     let uiUrl: string | undefined;
     if (clusterConfig) {
-      connectOptions = clusterConfig.connectionOptions as typeof connectOptions;
-      address = clusterConfig.connectionOptions.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+      address = clusterConfig.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
       namespace = clusterConfig.namespace ?? namespace;
       say(`temporal: using ${address} (namespace ${namespace})`);
     } else {
@@ -310,9 +307,7 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
     // The worker's connection first: it says at once, and precisely, when the server cannot be reached.
     ensureRuntime();
     const nativeConnection = await within(
-      NativeConnection.connect({ ...connectOptions, address } as Parameters<typeof NativeConnection.connect>[0]).catch((err: unknown) => {
-        throw cannotReachTemporal(address, err);
-      }),
+      connectNative(address, credentials, env),
       30_000,
       () => cannotReachTemporal(address, new Error('no answer within 30 s')),
     );
@@ -320,9 +315,7 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
     // Where the operator verbs find this server and its Web UI (`ekiden runners --data-dir …`).
     const removeEndpoint = writeEndpoint(dataDir, { address, namespace, ...(uiUrl ? { uiUrl } : {}) });
     cleanups.push(async () => removeEndpoint());
-    const connection = await Connection.connect({ ...connectOptions, address }).catch((err: unknown) => {
-      throw cannotReachTemporal(address, err);
-    });
+    const connection = await connectClient(address, credentials, env);
     cleanups.push(() => connection.close());
     if (clusterConfig) {
       // A server this command did not start: Ekiden's search attributes may not be there yet.

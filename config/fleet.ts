@@ -10,7 +10,7 @@
  */
 import { dirname, resolve } from 'node:path';
 import { loadConfigFile, readBoundedFile } from './load.js';
-import { catalogImageProblem, parseImages, parseRegistry, type ImageSpec, type RegistrySettings } from './images.js';
+import { catalogImageProblem, envNameOf, filePath, parseImages, parseRegistry, type ImageSpec, type RegistrySettings } from './images.js';
 import { assertSlug, CATALOG_PREFIX, SHARED_TASK_QUEUE } from '../core/names.js';
 import { DEFAULT_BACKOFF, defaultCapacity, DEFAULT_RUNNER_TIMING, resolvePoolConfig, type PoolSpec } from '../core/defaults.js';
 import type { RunnerTiming } from '../core/runner-spec.js';
@@ -32,6 +32,17 @@ export interface TemporalSettings {
   namespace: string;
   /** Task queue of the shared (any-worker) work, the pools' workflows included. */
   taskQueue: string;
+  /** TLS to the server (`true`: the system's CAs), with mTLS when certFile/keyFile are given. */
+  tls?: TemporalTlsFiles | true;
+  /** Environment variable holding the API key (Temporal Cloud); never the key itself. */
+  apiKeyEnv?: string;
+}
+
+export interface TemporalTlsFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  serverName?: string;
 }
 
 export type GitHubAuthRef =
@@ -118,9 +129,10 @@ export function nameTextProblem(field: string, value: string, what: string): str
   return textProblem(field, value, { max: 255, noWhitespace: true, what });
 }
 
-export function parseTemporal(raw: unknown, env: Env): TemporalSettings {
+export function parseTemporal(raw: unknown, env: Env, configDir?: string): TemporalSettings {
   const t = obj(raw ?? {}, 'temporal');
-  onlyKeys(t, ['address', 'namespace', 'taskQueue'], 'temporal');
+  onlyKeys(t, ['address', 'namespace', 'taskQueue', 'tls', 'apiKeyEnv', 'apiKey'], 'temporal');
+  if (t.apiKey !== undefined) throw new ConfigError('temporal.apiKey: an API key is a secret and is never written in the file; export it in an environment variable and name that with temporal.apiKeyEnv');
   const address = optStr(t, 'address', 'temporal', 'write HOST:PORT, e.g. "temporal.example.com:7233"');
   if (address !== undefined && !splitAddress(address)) throw new ConfigError(`temporal.address: "${address}" is not HOST:PORT; write e.g. "temporal.example.com:7233"`);
   const namespace = optStr(t, 'namespace', 'temporal', 'write a namespace name, e.g. "default"');
@@ -128,11 +140,38 @@ export function parseTemporal(raw: unknown, env: Env): TemporalSettings {
   else if (env.TEMPORAL_NAMESPACE) check(nameTextProblem('TEMPORAL_NAMESPACE', env.TEMPORAL_NAMESPACE, 'a namespace name'));
   const taskQueue = optStr(t, 'taskQueue', 'temporal', `write a task queue name; the default is "${SHARED_TASK_QUEUE}"`);
   if (taskQueue !== undefined) check(nameTextProblem('temporal.taskQueue', taskQueue, 'a task queue name'));
-  return {
+  const settings: TemporalSettings = {
     address: address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
     namespace: namespace ?? env.TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: taskQueue ?? SHARED_TASK_QUEUE,
   };
+  const tls = parseTemporalTls(t.tls, configDir);
+  if (tls !== undefined) settings.tls = tls;
+  const apiKeyEnv = envNameOf(t, 'apiKeyEnv', 'temporal', 'the Temporal API key');
+  if (apiKeyEnv !== undefined) settings.apiKeyEnv = apiKeyEnv;
+  return settings;
+}
+
+function parseTemporalTls(raw: unknown, configDir: string | undefined): TemporalTlsFiles | true | undefined {
+  if (raw === undefined || raw === false) return undefined;
+  if (raw === true) return true;
+  const o = obj(raw, 'temporal.tls', 'write true (the system CAs) or { caFile, certFile, keyFile, serverName }');
+  onlyKeys(o, ['caFile', 'certFile', 'keyFile', 'serverName'], 'temporal.tls');
+  const out: TemporalTlsFiles = {};
+  const caFile = filePath(o, 'caFile', 'temporal.tls', configDir, "write the path of the CA certificate (PEM) that signed the server's certificate");
+  const certFile = filePath(o, 'certFile', 'temporal.tls', configDir, 'write the path of the client certificate (PEM)');
+  const keyFile = filePath(o, 'keyFile', 'temporal.tls', configDir, "write the path of the client certificate's private key (PEM)");
+  if (certFile !== undefined && keyFile === undefined) throw new ConfigError('temporal.tls.keyFile: missing; a client certificate (temporal.tls.certFile) needs its private key file too');
+  if (keyFile !== undefined && certFile === undefined) throw new ConfigError('temporal.tls.certFile: missing; a private key (temporal.tls.keyFile) needs its client certificate file too');
+  const serverName = optStr(o, 'serverName', 'temporal.tls', "write the name in the server's certificate, e.g. \"temporal.example.com\"");
+  if (serverName !== undefined && !/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(serverName)) {
+    throw new ConfigError(`temporal.tls.serverName: "${serverName}" is not a host name; write the name in the server's certificate, e.g. "temporal.example.com"`);
+  }
+  if (caFile !== undefined) out.caFile = caFile;
+  if (certFile !== undefined) out.certFile = certFile;
+  if (keyFile !== undefined) out.keyFile = keyFile;
+  if (serverName !== undefined) out.serverName = serverName;
+  return out;
 }
 
 /** A GitHub account or repository name as it may appear in an API path: no `/`, never `.` or `..`. */
@@ -466,7 +505,7 @@ export function parseFleetConfig(raw: unknown, env: Env, opts: FleetParseOptions
   const configDir = opts.configFile === undefined ? undefined : dirname(resolve(opts.configFile));
   const root = obj(raw ?? {}, 'config', 'the file must hold a mapping with temporal, github, hosts, pools …');
   onlyKeys(root, TOP_KEYS, '');
-  const temporal = parseTemporal(root.temporal, env);
+  const temporal = parseTemporal(root.temporal, env, configDir);
   const github = root.github === undefined ? undefined : parseGitHub(root.github);
   const webhook = root.webhook === undefined ? undefined : parseWebhook(root.webhook);
 

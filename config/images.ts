@@ -100,7 +100,7 @@ function slug(field: string, value: string): string {
   return value;
 }
 
-function envNameOf(o: Obj, key: string, path: string, what: string): string | undefined {
+export function envNameOf(o: Obj, key: string, path: string, what: string): string | undefined {
   const name = optStr(o, key, path, `name the environment variable holding ${what}`);
   if (name !== undefined && !ENV_NAME.test(name)) {
     throw new ConfigError(`${at(path, key)}: not an environment variable name (letters, digits and _, not starting with a digit); name the variable that holds ${what}, never the value`);
@@ -109,7 +109,7 @@ function envNameOf(o: Obj, key: string, path: string, what: string): string | un
 }
 
 /** A path as written in the file, made absolute against `configDir`. */
-function filePath(o: Obj, key: string, path: string, configDir: string | undefined, fix: string): string | undefined {
+export function filePath(o: Obj, key: string, path: string, configDir: string | undefined, fix: string): string | undefined {
   const value = optStr(o, key, path, fix);
   if (value === undefined) return undefined;
   check(textProblem(at(path, key), value, { max: 4096, what: 'a path' }));

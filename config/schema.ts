@@ -38,6 +38,8 @@ export interface WorkerConfig {
 export interface WorkerConfigOptions {
   /** Which host of the file this worker is (`ekiden worker --host ID`); needed when the file has several. */
   hostId?: string;
+  /** The file the config was read from: its relative paths are resolved against its directory. */
+  configFile?: string;
 }
 
 function pickHost(hosts: HostConfig[], hostId: string | undefined, singleHostForm: boolean): { host: HostConfig; index: number } {
@@ -59,7 +61,7 @@ function pickHost(hosts: HostConfig[], hostId: string | undefined, singleHostFor
 /** Reads secrets named by the config from `env` (and files), so they never sit in the file. */
 export function parseWorkerConfig(raw: unknown, env: Record<string, string | undefined>, opts: WorkerConfigOptions = {}): WorkerConfig {
   const singleHostForm = typeof raw === 'object' && raw !== null && 'host' in raw;
-  const fleet = parseFleetConfig(raw, env);
+  const fleet = parseFleetConfig(raw, env, opts.configFile === undefined ? {} : { configFile: opts.configFile });
   const { host, index } = pickHost(fleet.hosts, opts.hostId, singleHostForm);
   if (!fleet.github) throw new ConfigError('github: missing; a worker needs e.g. { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }');
   const driver = resolveDriver(host.driver, env, singleHostForm ? 'driver' : `hosts[${index}].driver`);

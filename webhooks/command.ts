@@ -15,8 +15,8 @@
  * 127.0.0.1:7233. Invalid arguments exit 2 with a one-line reason.
  */
 import { WEBHOOK_OPTIONS } from './options.js';
-import { Client, Connection } from '@temporalio/client';
-import { loadClientConnectConfig } from '@temporalio/envconfig';
+import { Client, type Connection } from '@temporalio/client';
+import { connectClient, credentialsFor, loadCredentials, profileFromEnv, type TemporalCredentials } from '../temporal/connect.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_WEBHOOK_PORT, DEFAULT_WEBHOOK_SECRET_ENV, parseFleetConfig, splitAddress, type FleetConfig } from '../config/fleet.js';
 import { loadConfigFile } from '../config/load.js';
@@ -40,7 +40,7 @@ export interface WebhookSettings {
   host: string;
   secretEnv: string;
   secret: string;
-  temporal: { address: string; namespace: string; connect: Parameters<typeof Connection.connect>[0] };
+  temporal: { address: string; namespace: string; credentials: TemporalCredentials };
   maxBodyBytes?: number;
 }
 
@@ -97,23 +97,20 @@ export function parseWebhookArgs(argv: string[], env: Env): WebhookSettings {
   if (values.temporal !== undefined && !splitAddress(values.temporal)) {
     throw new UsageError(`--temporal: "${values.temporal}" is not HOST:PORT`);
   }
-  let connect: Parameters<typeof Connection.connect>[0] = {};
-  let address = values.temporal ?? file?.address;
-  let namespace = values.namespace ?? file?.namespace;
-  if (address === undefined && (env.TEMPORAL_ADDRESS || env.TEMPORAL_PROFILE || env.TEMPORAL_CONFIG_FILE)) {
-    const cfg = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: env as Record<string, string> });
-    connect = cfg.connectionOptions as typeof connect;
-    address = cfg.connectionOptions.address ?? env.TEMPORAL_ADDRESS;
-    namespace ??= cfg.namespace;
-  }
-  address ??= '127.0.0.1:7233';
-  namespace ??= env.TEMPORAL_NAMESPACE ?? 'default';
+  // The file's credentials when its temporal section has any, else a client-config profile's (TEMPORAL_PROFILE, TEMPORAL_TLS_* …).
+  const fileTemporal = file?.fleet.temporal;
+  const fromFile = fileTemporal && (fileTemporal.tls || fileTemporal.apiKeyEnv) ? credentialsFor(fileTemporal, env) : undefined;
+  const profile = fromFile ? undefined : profileFromEnv(env);
+  const credentials = fromFile ?? profile?.credentials ?? {};
+  loadCredentials(credentials, env);
+  const address = values.temporal ?? file?.address ?? profile?.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+  const namespace = values.namespace ?? file?.namespace ?? profile?.namespace ?? env.TEMPORAL_NAMESPACE ?? 'default';
   return {
     port,
     host,
     secretEnv,
     secret,
-    temporal: { address, namespace, connect: { ...connect, address } },
+    temporal: { address, namespace, credentials },
     ...(maxBody !== undefined ? { maxBodyBytes: maxBody } : {}),
   };
 }
@@ -142,9 +139,9 @@ export async function webhookCommand(argv: string[], env: Env, hooks: WebhookCom
   const logger = hooks.logger ?? jsonLineLogger();
   let connection: Connection;
   try {
-    connection = await Connection.connect(settings.temporal.connect);
+    connection = await connectClient(settings.temporal.address, settings.temporal.credentials, env);
   } catch (err) {
-    console.error(`ekiden webhook: cannot reach Temporal at ${settings.temporal.address}: ${errorMessage(err).split('\n')[0]}`);
+    console.error(`ekiden webhook: ${errorMessage(err).split('\n')[0]}`);
     return 1;
   }
   const client = new Client({ connection, namespace: settings.temporal.namespace });

@@ -8,8 +8,7 @@
  * host/data-dir-lock.ts). An unreachable Temporal is one line, exit 1. Whatever fails after a
  * connection was made closes it, so the process exits.
  */
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { Client } from '@temporalio/client';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../config/load.js';
 import { registryEndpoint } from '../config/registry-endpoint.js';
@@ -23,7 +22,7 @@ import { installRuntime } from './logging.js';
 import { pauseAfterActivities } from './test-hooks.js';
 import { errorMessage } from '../core/failures.js';
 import { claimDataDir, DataDirError, DataDirInUseError, type DataDirLock } from '../host/data-dir-lock.js';
-import { cannotReachTemporal } from '../temporal/dev-server.js';
+import { connectClient, connectNative, credentialsFor, loadCredentials, type TemporalCredentials } from '../temporal/connect.js';
 import { ensureNamespace } from '../temporal/namespace-setup.js';
 
 export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
@@ -39,7 +38,7 @@ function platformProblem(driver: { kind: string; tartBinary?: string }): string 
 export async function runWorkerFromConfig(configPath: string, env: Record<string, string | undefined>, hostId?: string): Promise<number> {
   let config;
   try {
-    config = parseWorkerConfig(loadConfigFile(configPath), env, { hostId });
+    config = parseWorkerConfig(loadConfigFile(configPath), env, { hostId, configFile: configPath });
   } catch (err) {
     const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${errorMessage(err)}`;
     console.error(`ekiden worker: ${reason}`);
@@ -50,10 +49,13 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     console.error(`ekiden worker: ${problem}`);
     return 2;
   }
-  // The registry password is read before anything starts: a missing one is a config error.
+  // The registry password and Temporal's credentials are read before anything starts: a missing or unusable one is a config error.
   let registry: RegistryEndpoint | undefined;
+  let credentials: TemporalCredentials;
   try {
     registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
+    credentials = credentialsFor(config.temporal, env);
+    loadCredentials(credentials, env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`ekiden worker: ${err.message}`);
@@ -78,14 +80,10 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   try {
     installRuntime();
     const address = config.temporal.address;
-    const connection = await NativeConnection.connect({ address }).catch((err: unknown) => {
-      throw cannotReachTemporal(address, err);
-    });
+    const connection = await connectNative(address, credentials, env);
     closers.push(() => connection.close());
     // The fleet side (reconcile at start, host announcement, slots) uses a client connection.
-    const clientConnection = await Connection.connect({ address }).catch((err: unknown) => {
-      throw cannotReachTemporal(address, err);
-    });
+    const clientConnection = await connectClient(address, credentials, env);
     closers.push(() => clientConnection.close());
     // Ekiden's search attributes on the namespace, created where missing (else one line naming them and the fix).
     const setup = await ensureNamespace(clientConnection.operatorService, { address, namespace: config.temporal.namespace }, { create: true });

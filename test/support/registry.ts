@@ -47,7 +47,7 @@ export function registryMissing(): string {
 /** argv of every process started by this module (for "no secret on a command line" checks). */
 export const spawned: string[][] = [];
 
-function run(cmd: string, args: string[], input?: string): Promise<string> {
+export function run(cmd: string, args: string[], input?: string): Promise<string> {
   spawned.push([cmd, ...args]);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
@@ -64,7 +64,7 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
   });
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
