@@ -35,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import { hostKeyFingerprint } from '../ssh/client.js';
+import { generateSshKeyPair } from '../ssh/keys.js';
 import { resolveAutoAccel, type Accel } from './qemu-accel.js';
 import { defaultCpuModel, qemuArgs, uuidOf, type QemuNetArgs } from './qemu-args.js';
 import { imageDigest, loadQemuImage, QEMU_IMAGE_PREFIX, type QemuImage } from './qemu-image.js';
@@ -332,8 +333,11 @@ export class QemuDriver implements VmDriver {
         }
       }
       await runTool(this.qemuImgBinary, createArgs, args.signal);
-      const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${args.name} host key` });
-      const clientKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `ekiden@${os.hostname()} for ${args.name}` });
+      // Not ssh2's generator directly: about one key in 256 it makes cannot be parsed (ssh/keys.ts).
+      const hostKeyPair = generateSshKeyPair({ comment: `${args.name} host key` });
+      const clientKeyPair = generateSshKeyPair({ comment: `ekiden@${os.hostname()} for ${args.name}` });
+      const hostKey = { private: hostKeyPair.privateKey, public: hostKeyPair.publicKey };
+      const clientKey = { private: clientKeyPair.privateKey, public: clientKeyPair.publicKey };
       await fs.writeFile(files.hostKey, hostKey.private, { mode: 0o600 });
       await fs.writeFile(files.hostKeyPub, `${hostKey.public}\n`, { mode: 0o644 });
       await fs.writeFile(files.clientKey, clientKey.private, { mode: 0o600 });

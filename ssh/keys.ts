@@ -17,9 +17,9 @@ export interface SshKeyPair {
  * A fresh ed25519 key pair. ssh2 1.17's generateKeyPairSync drops a leading zero byte of the
  * public key about once in 256 keys, producing keys nothing can parse; those are discarded.
  */
-export function generateSshKeyPair(): SshKeyPair {
+export function generateSshKeyPair(opts: { comment?: string } = {}): SshKeyPair {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', opts.comment === undefined ? {} : { comment: opts.comment });
     const pub = ssh2.utils.parseKey(pair.public);
     const priv = ssh2.utils.parseKey(pair.private);
     if (pub instanceof Error || priv instanceof Error) continue;
