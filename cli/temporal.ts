@@ -11,6 +11,7 @@ import { DEFAULT_TEMPORAL_PORT, nameTextProblem, splitAddress, type TemporalSett
 import { CliError, firstLine, UsageError } from './errors.js';
 import { ConfigError } from '../config/fields.js';
 import { connectClient, credentialsFromSettings, profileFromEnv, type TemporalCredentials } from '../temporal/connect.js';
+import { grpcCode } from '../temporal/namespace-setup.js';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_NAMESPACE = 'default';
@@ -136,15 +137,6 @@ export function explain(err: unknown, timeoutMs: number): string {
   }
   const cause = (err as { cause?: unknown }).cause;
   return cause instanceof Error ? `${firstLine(err)}: ${firstLine(cause)}` : firstLine(err);
-}
-
-/** The gRPC status code somewhere in `err`'s cause chain, if any. */
-function grpcCode(err: unknown): unknown {
-  for (let e: unknown = err; e instanceof Error || (typeof e === 'object' && e !== null); e = (e as { cause?: unknown }).cause) {
-    const { code } = e as { code?: unknown };
-    if (typeof code === 'number') return code;
-  }
-  return undefined;
 }
 
 /**

@@ -131,10 +131,11 @@ function where(source: PemSource): string {
   return 'path' in source ? ` in ${source.path}` : '';
 }
 
-function certificate(source: PemSource, what: string): X509Certificate {
+/** The certificate's PEM bytes (read once) and the certificate they hold. */
+function certificate(source: PemSource, what: string): { pem: Buffer; cert: X509Certificate } {
   const pem = readPem(source, what);
   try {
-    return new X509Certificate(pem);
+    return { pem, cert: new X509Certificate(pem) };
   } catch {
     throw new ConfigError(`${source.setting}: ${what}${where(source)} is not a PEM certificate; give the certificate file (-----BEGIN CERTIFICATE-----)`);
   }
@@ -150,15 +151,14 @@ export function loadCredentials(c: TemporalCredentials, env: Env, now = Date.now
   if (c.tls) {
     const tls: TLSConfig = {};
     if (c.tls.ca) {
-      certificate(c.tls.ca, 'the CA certificate');
-      tls.serverRootCACertificate = readPem(c.tls.ca, 'the CA certificate');
+      tls.serverRootCACertificate = certificate(c.tls.ca, 'the CA certificate').pem;
     }
     if (c.tls.cert || c.tls.key) {
       if (!c.tls.cert || !c.tls.key) {
         const given = (c.tls.cert ?? c.tls.key)!;
         throw new ConfigError(`${given.setting}: a client certificate needs both its certificate and its private key; give the other one too`);
       }
-      const cert = certificate(c.tls.cert, 'the client certificate');
+      const { pem: certPem, cert } = certificate(c.tls.cert, 'the client certificate');
       const from = Date.parse(cert.validFrom);
       const to = Date.parse(cert.validTo);
       if (Number.isFinite(to) && to < now) {
@@ -177,7 +177,7 @@ export function loadCredentials(c: TemporalCredentials, env: Env, now = Date.now
       if (!cert.checkPrivateKey(key)) {
         throw new ConfigError(`${c.tls.key.setting}: the private key${where(c.tls.key)} does not belong to the client certificate (${c.tls.cert.setting}); give the key the certificate was made for`);
       }
-      tls.clientCertPair = { crt: readPem(c.tls.cert, 'the client certificate'), key: keyPem };
+      tls.clientCertPair = { crt: certPem, key: keyPem };
     }
     if (c.tls.serverName) tls.serverNameOverride = c.tls.serverName;
     out.tls = Object.keys(tls).length ? tls : true;

@@ -95,7 +95,8 @@ export function createCommand(target: SetupTarget, names: string[], needed = SEA
     .join(' && ');
 }
 
-function grpcCode(err: unknown): number | undefined {
+/** The gRPC status code somewhere in `err`'s cause chain, if any. */
+export function grpcCode(err: unknown): number | undefined {
   for (let e: unknown = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
     const { code } = e as { code?: unknown };
     if (typeof code === 'number') return code;
