@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { main } from '../../cli/main.js';
 import { parsePoolCommand, runPoolCommand } from '../../cli/pool.js';
 import { connectTemporal, explain, withTimeout, type TemporalSession } from '../../cli/temporal.js';
 import { formatAge, formatTable } from '../../cli/table.js';
@@ -25,29 +24,10 @@ import type { HostRow, PoolRow, RunnerRow } from '../../cli/fleet.js';
 import { poolStatusQuery, type PoolStatus } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 import { ROOT } from '../support/harness.js';
+import { ekiden, oneLine } from './in-process.js';
 
 const BIN = join(ROOT, 'bin', 'ekiden.js');
 const dir = mkdtempSync(join(tmpdir(), 'ekiden-fleet-cli-'));
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** `ekiden ARGS…` in this process, with its own environment and captured output. */
-async function ekiden(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { env, out: (t) => out.push(t), err: (t) => err.push(t) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
-
-function oneLine(r: Run): string {
-  const lines = r.err.trim().split('\n');
-  expect(lines, r.err).toHaveLength(1);
-  return lines[0]!;
-}
 
 function file(name: string, text: string): string {
   const path = join(dir, name);

@@ -12,37 +12,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { firstLine } from '../../cli/errors.js';
-import { main } from '../../cli/main.js';
 import { SEARCH_ATTRIBUTES } from '../../core/search-attributes.js';
 import { startDevServer, type DevServer } from '../../temporal/dev-server.js';
 import { compareSearchAttributes, createCommand, ensureNamespace, NamespaceSetupError, unknownSearchAttribute, type SearchAttributeOperator } from '../../temporal/namespace-setup.js';
 import { temporalSkipReason } from '../support/harness.js';
 import { finished, killAll, lines, startEkiden, tempDir } from './ekiden-process.js';
+import { ekiden, oneLine } from './in-process.js';
 
 const NAMES = SEARCH_ATTRIBUTES.map((a) => a.name);
 const KEYWORD = 2;
 const TEXT = 1;
 /** google.protobuf.Duration's seconds are a Long in the generated types; a number goes over the wire the same. */
 const DAY = 86400 as unknown as NonNullable<Parameters<Connection['workflowService']['registerNamespace']>[0]['workflowExecutionRetentionPeriod']>['seconds'];
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function ekiden(args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { env: {}, out: (t) => out.push(t), err: (t) => err.push(t) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
-
-function oneLine(r: Run): string {
-  const all = r.err.trim().split('\n');
-  expect(all, r.err).toHaveLength(1);
-  return all[0]!;
-}
 
 /** An operator service holding `custom`, refusing additions with `refuse` (a gRPC code) when given. */
 function operator(custom: Record<string, number>, refuse?: number): SearchAttributeOperator & { added: Array<Record<string, number>> } {

@@ -10,30 +10,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { main } from '../../cli/main.js';
 import { parseFleetConfig } from '../../config/fleet.js';
 import { temporalSkipReason } from '../support/harness.js';
 import { haproxyMissing, startTlsFront, type TlsFront } from '../support/temporal-tls.js';
 import { finished, killAll, processesUnder, startEkiden, tempDir } from './ekiden-process.js';
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function ekiden(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { env, out: (t) => out.push(t), err: (t) => err.push(t) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
-
-function oneLine(r: Run): string {
-  const all = r.err.trim().split('\n');
-  expect(all, r.err).toHaveLength(1);
-  return all[0]!;
-}
+import { ekiden, oneLine } from './in-process.js';
 
 describe('temporal.tls and temporal.apiKeyEnv in the fleet file', () => {
   const parse = (temporal: unknown) => () => parseFleetConfig({ temporal }, {}, { configFile: '/etc/ekiden/fleet.yaml' });
