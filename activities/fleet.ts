@@ -16,8 +16,9 @@ import type { VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
 import type { HostKeyPins } from '../host/host-keys.js';
-import { acquireSlotUpdate, type HostAnnouncement } from '../workflows/api.js';
+import { acquireSlotUpdate, hostStatusQuery, type HostAnnouncement, type HostStatus } from '../workflows/api.js';
 import { classified } from './failures.js';
+import { errorMessage } from '../core/failures.js';
 
 /** The activity logger inside an activity; the process's Runtime logger at worker start. */
 function note(msg: string, fields: Record<string, unknown>): void {
@@ -179,6 +180,21 @@ export function createFleetSharedActivities(deps: FleetSharedDeps) {
     },
     async reconcileGitHub(args: { confirmDelayMs: number }): Promise<string[]> {
       return classified(() => reconcileGitHubNow(deps, args.confirmDelayMs));
+    },
+    /** The fleet's hosts (open HostWorkflows on this task queue) and the state each is in; one that does not answer is `unknown`. */
+    async fleetHosts(): Promise<Array<{ id: string; state: HostStatus['state'] }>> {
+      const queue = Context.current().info.taskQueue;
+      const hosts: Array<{ id: string; state: HostStatus['state'] }> = [];
+      for await (const wf of deps.client.workflow.list({ query: `WorkflowType = 'HostWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'` })) {
+        const id = wf.workflowId.replace(/^host\//, '');
+        try {
+          hosts.push({ id, state: (await deps.client.workflow.getHandle(wf.workflowId).query(hostStatusQuery)).state });
+        } catch (err) {
+          log.warn('host workflow did not answer its status query', { host: id, message: errorMessage(err) });
+          hosts.push({ id, state: 'unknown' });
+        }
+      }
+      return hosts.sort((a, b) => a.id.localeCompare(b.id));
     },
   };
 }

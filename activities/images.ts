@@ -378,7 +378,7 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
     },
     imageFollowers: (args: { image: string }) => followers(args.image),
     /**
-     * Every image digest the fleet may still start a runner on: each catalog's current,
+     * Every image digest the fleet (the workflows on this activity's task queue) may still start a runner on: each catalog's current,
      * previous and kept builds, each pool's current build, its runners' builds and a config
      * image pinned by digest. `complete` is false when a catalog or pool did not answer (its
      * references are unknown, so hosts must not collect on this answer).
@@ -389,8 +389,10 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
       const add = (d: string | undefined) => {
         if (d && /^sha256:[0-9a-f]{64}$/.test(d)) digests.add(d);
       };
+      // This fleet's workflows: those on the shared queue this activity runs on.
+      const queue = Context.current().info.taskQueue;
       const open = async (type: string, each: (workflowId: string) => Promise<void>) => {
-        for await (const info of deps.client.workflow.list({ query: `WorkflowType = '${type}' AND ExecutionStatus = 'Running'` })) {
+        for await (const info of deps.client.workflow.list({ query: `WorkflowType = '${type}' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'` })) {
           try {
             await each(info.workflowId);
           } catch (err) {

@@ -24,6 +24,8 @@ export type HostsCommand = Common & { verb: 'hosts' };
 export interface HostRow {
   workflowId: string;
   id: string;
+  /** The fleet's shared queue the host's workflow runs on. */
+  taskQueue: string;
   status?: HostStatus;
   error?: string;
 }
@@ -35,9 +37,9 @@ export async function readHosts(session: TemporalSession): Promise<HostRow[]> {
       const id = info.typedSearchAttributes.get(SA_HOST) ?? info.workflowId.replace(/^host\//, '');
       try {
         const status = await withTimeout(session, QUERY_TIMEOUT_MS, () => session.client.workflow.getHandle(info.workflowId, info.runId).query(hostStatusQuery));
-        return { workflowId: info.workflowId, id, status };
+        return { workflowId: info.workflowId, id, taskQueue: info.taskQueue, status };
       } catch (err) {
-        return { workflowId: info.workflowId, id, error: explain(err, QUERY_TIMEOUT_MS) };
+        return { workflowId: info.workflowId, id, taskQueue: info.taskQueue, error: explain(err, QUERY_TIMEOUT_MS) };
       }
     }),
   );

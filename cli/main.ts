@@ -1,6 +1,6 @@
 /**
  * The `ekiden` command. Verbs: `up` (the embedded one-machine default), `worker` (a host
- * worker from a config file), `webhook` (the GitHub webhook receiver), and the operator verbs
+ * worker from a config file), `control` (the control plane), `webhook` (the GitHub webhook receiver), and the operator verbs
  * `pool …` (cli/pool.ts), `status` (cli/status.ts), `runners` (cli/runners.ts), `hosts`
  * (cli/hosts.ts), `image …` (cli/image.ts). `--help` / `-h` on any verb (or `ekiden help VERB`)
  * prints its usage to stdout and exits 0; `ekiden --version` prints the package version.
@@ -60,11 +60,20 @@ const WORKER_OPTIONS = { config: { type: 'string' }, host: { type: 'string' } } 
 const WORKER_SYNOPSIS = 'ekiden worker --config FILE [--host ID]';
 const WORKER_HELP = helpText(
   [WORKER_SYNOPSIS],
-  "A host's worker: runs its VMs and runners, as the config file describes the host.",
+  "A host's worker: runs its VMs and runners, as the config file describes the host. With\ncontrol: true on the host (the default in a single-host file) it runs the control plane too.",
   [
     ['--config FILE', 'the fleet config file (or a single-host worker config); required'],
     ['--host ID', "which of the file's hosts this machine is; needed when the file has several"],
   ],
+  false,
+);
+
+const CONTROL_OPTIONS = { config: { type: 'string' } } as const satisfies Options;
+const CONTROL_SYNOPSIS = 'ekiden control --config FILE';
+const CONTROL_HELP = helpText(
+  [CONTROL_SYNOPSIS],
+  "The control plane: runs the fleet's workflows, its GitHub and fleet activities and the fleet\nschedule (GitHub reconciliation, image-cache GC), holding no VM. Run one or more anywhere;\nhost workers then run only their host's VM work.",
+  [['--config FILE', 'the fleet config file (its temporal, github and control sections); required']],
   false,
 );
 
@@ -87,6 +96,7 @@ const WEBHOOK_HELP = helpText(
 const USAGE = `usage:
   ${UP_SYNOPSIS}
   ${WORKER_SYNOPSIS}
+  ${CONTROL_SYNOPSIS}
   ${WEBHOOK_SYNOPSIS}
 ${FLEET_USAGE}
 ${IMAGE_USAGE}
@@ -141,6 +151,14 @@ export function parseWorkerArgs(argv: string[]): { config: string; host?: string
   return host === undefined ? { config: values.config } : { config: values.config, host };
 }
 
+/** `ekiden control`'s arguments. */
+export function parseControlArgs(argv: string[]): { config: string } {
+  const { values, positionals } = parseFlags(argv, CONTROL_OPTIONS, 'control', CONTROL_HELP);
+  if (positionals.length) throw new UsageError(`control: unexpected argument "${positionals[0]}"; see \`ekiden control --help\``);
+  if (typeof values.config !== 'string') throw new UsageError('control: --config FILE is required');
+  return { config: values.config };
+}
+
 /** Runs `ekiden ARGV…` and returns the exit code. `io` replaces the environment and the output streams (tests). */
 export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
   const cli: CliIo = { ...defaultIo(), ...io };
@@ -157,6 +175,11 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         const { config, host } = parseWorkerArgs(rest);
         const { runWorkerFromConfig } = await import('../workers/main.js');
         return await runWorkerFromConfig(config, cli.env, host);
+      }
+      case 'control': {
+        const { config } = parseControlArgs(rest);
+        const { runControlFromConfig } = await import('../workers/main.js');
+        return await runControlFromConfig(config, cli.env);
       }
       case 'webhook': {
         if (wantsHelp(rest, WEBHOOK_OPTIONS)) throw new HelpRequest(WEBHOOK_HELP);

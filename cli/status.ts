@@ -1,7 +1,8 @@
 /**
  * `ekiden status`: the fleet at a glance — every running PoolWorkflow (target, runners by
  * phase, pending jobs, draining, failures, blocked), then the hosts and runners tables of
- * `ekiden hosts` and `ekiden runners`. Pools are queried one by one with a deadline, so a pool
+ * `ekiden hosts` and `ekiden runners`, then who serves each fleet queue (the control plane:
+ * workers Temporal saw polling it for workflow tasks in the last 90 s). Pools are queried one by one with a deadline, so a pool
  * nobody serves shows its error in its row instead of hanging the command.
  */
 import { SA_POOL } from '../core/search-attributes.js';
@@ -18,7 +19,7 @@ export const STATUS_USAGE = '  ekiden status';
 
 export const STATUS_HELP = helpText(
   ['ekiden status [--address HOST:PORT] [--namespace NS] [--config FILE] [--data-dir DIR] [--json]'],
-  'The fleet at a glance: every running pool (target, starting/idle/busy/cleaning, pending jobs,\ndraining, failures, blocked), then the hosts and runners tables of `ekiden hosts` and `ekiden runners`.',
+  'The fleet at a glance: every running pool (target, starting/idle/busy/cleaning, pending jobs,\ndraining, failures, blocked), then the hosts and runners tables of `ekiden hosts` and `ekiden runners`,\nthen the control plane: the workers serving each fleet queue (none: its pools and runners wait).',
   [],
 );
 
@@ -27,8 +28,50 @@ export type StatusCommand = Common & { verb: 'status' };
 export interface PoolRow {
   workflowId: string;
   name: string;
+  /** The fleet's shared queue the pool's workflow runs on. */
+  taskQueue: string;
   status?: PoolStatus;
   error?: string;
+}
+
+/** Who serves a fleet's shared queue: the control plane's workers, as Temporal saw them poll. */
+export interface ControlRow {
+  taskQueue: string;
+  /** Identities of the workers that polled for workflow tasks within CONTROL_LIVE_MS. */
+  workers: string[];
+  error?: string;
+}
+
+/** A worker long-polls for up to a minute: one seen within this is alive. */
+export const CONTROL_LIVE_MS = 90_000;
+
+/** The control plane of every fleet queue the pools and hosts run on. */
+export async function readControl(session: TemporalSession, taskQueues: string[], now = Date.now()): Promise<ControlRow[]> {
+  return Promise.all(
+    [...new Set(taskQueues)].sort().map(async (taskQueue): Promise<ControlRow> => {
+      try {
+        const r = await withTimeout(session, QUERY_TIMEOUT_MS, () =>
+          session.client.workflowService.describeTaskQueue({ namespace: session.target.namespace, taskQueue: { name: taskQueue }, taskQueueType: 1 /* workflow */ }),
+        );
+        const seen = (p: { lastAccessTime?: { seconds?: unknown; nanos?: number | null } | null }) => Number(p.lastAccessTime?.seconds ?? 0) * 1000;
+        const workers = (r.pollers ?? []).filter((p) => now - seen(p) <= CONTROL_LIVE_MS).map((p) => p.identity ?? '?');
+        return { taskQueue, workers: workers.sort() };
+      } catch (err) {
+        return { taskQueue, workers: [], error: explain(err, QUERY_TIMEOUT_MS) };
+      }
+    }),
+  );
+}
+
+export function controlLines(rows: ControlRow[]): string {
+  if (rows.length === 0) return '(no pools or hosts)';
+  return rows
+    .map((r) => {
+      if (r.error) return `${r.taskQueue}: (could not ask: ${r.error})`;
+      if (r.workers.length === 0) return `${r.taskQueue}: no worker serves it — its pools and runners wait; start \`ekiden control --config FILE\` (or give a host control: true)`;
+      return `${r.taskQueue}: ${r.workers.length} worker${r.workers.length === 1 ? '' : 's'} (${r.workers.join(', ')})`;
+    })
+    .join('\n');
 }
 
 export async function readPools(session: TemporalSession): Promise<PoolRow[]> {
@@ -38,9 +81,9 @@ export async function readPools(session: TemporalSession): Promise<PoolRow[]> {
       const name = info.typedSearchAttributes.get(SA_POOL) ?? info.workflowId.replace(/^pool\//, '');
       try {
         const status = await withTimeout(session, QUERY_TIMEOUT_MS, () => session.client.workflow.getHandle(info.workflowId, info.runId).query(poolStatusQuery));
-        return { workflowId: info.workflowId, name, status };
+        return { workflowId: info.workflowId, name, taskQueue: info.taskQueue, status };
       } catch (err) {
-        return { workflowId: info.workflowId, name, error: explain(err, QUERY_TIMEOUT_MS) };
+        return { workflowId: info.workflowId, name, taskQueue: info.taskQueue, error: explain(err, QUERY_TIMEOUT_MS) };
       }
     }),
   );
@@ -88,10 +131,11 @@ export function parseStatusCommand(argv: string[], env: Env): StatusCommand {
 export async function runStatus(session: TemporalSession, io: CliIo, cmd: StatusCommand): Promise<number> {
   const now = io.now();
   const [pools, hosts, runners] = await Promise.all([readPools(session), readHosts(session), readRunners(session)]);
+  const control = await readControl(session, [...pools.map((p) => p.taskQueue), ...hosts.map((h) => h.taskQueue)]);
   if (cmd.json) {
-    json(io, { pools, hosts, runners });
+    json(io, { pools, hosts, runners, control });
   } else {
-    io.out(['POOLS', poolsTable(pools, now), '', 'HOSTS', hostsTable(hosts, now), '', 'RUNNERS', runnersTable(runners, now, false)].join('\n'));
+    io.out(['POOLS', poolsTable(pools, now), '', 'HOSTS', hostsTable(hosts, now), '', 'RUNNERS', runnersTable(runners, now, false), '', 'CONTROL PLANE', controlLines(control)].join('\n'));
   }
   return 0;
 }

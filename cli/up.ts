@@ -29,6 +29,7 @@ import { createOctokit, scopeWebUrl, type GitHubSettings } from '../github/clien
 import { RunnerRegistry } from '../github/runners.js';
 import { cannotReachTemporal, defaultCacheDir, locateTemporalCli, startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { createHostWorker } from '../workers/host-worker.js';
+import { DEFAULT_CONTROL } from '../config/fleet.js';
 import { installRuntime } from '../workers/logging.js';
 import { WORKFLOW_BUNDLE } from '../workers/main.js';
 import { parseScope } from '../config/schema.js';
@@ -361,6 +362,9 @@ async function upChecked(opts: UpOptions, env: Env): Promise<number> {
       // The worker stops after the pool and its runners ended: what still runs then is host
       // bookkeeping that resumes at the next start, not worth holding the exit for 10 s.
       shutdownGraceMs: 3_000,
+      // The embedded server is this fleet's alone: keep its fleet schedule there (on a cluster
+      // of its own, the fleet's `ekiden control` keeps it; a demo should not leave one behind).
+      ...(clusterConfig ? {} : { fleetSchedule: { intervalMs: DEFAULT_CONTROL.intervalMs } }),
     });
     const workerRun = worker.run();
     workerRun.catch(() => {});

@@ -89,6 +89,7 @@ export const BOUNDS = {
   catchupWindowMs: { min: 60_000, max: 30 * DAY_MS, unit: 'from 1m to 30d', example: 3_600_000 },
   imageCacheGiB: { min: 1, max: 1_048_576, unit: 'GiB of images kept on the host', example: 200 },
   imageRetentionMs: { min: 60_000, max: 365 * DAY_MS, unit: 'from 1m to 365d', example: 7 * DAY_MS },
+  fleetIntervalMs: { min: 10_000, max: DAY_MS, unit: 'from 10s to 1d', example: 10 * 60_000 },
 } as const satisfies Record<string, IntRule>;
 
 /** `a whole number from 0 to 1000 (runners)`: the rule, as every message words it. */

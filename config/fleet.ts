@@ -83,7 +83,21 @@ export interface HostConfig {
   shutdownGraceMs?: number;
   /** The host's image cache: its budget and how long an image nothing uses is kept. */
   imageCache: { budgetBytes: number; retentionMs: number };
+  /**
+   * Its worker also runs the control plane (the workflows, GitHub and fleet activities).
+   * Default: false in the fleet form (hosts run only their own VM work; `ekiden control`
+   * runs the rest), true in the single-host form (one machine is the whole fleet).
+   */
+  control: boolean;
 }
+
+/** The control plane's fleet-wide work: one round every `intervalMs`, on a Temporal Schedule. */
+export interface ControlConfig {
+  /** GitHub reconciliation and image-cache GC across the fleet, once per round. */
+  intervalMs: number;
+}
+
+export const DEFAULT_CONTROL: ControlConfig = { intervalMs: 10 * 60_000 };
 
 export interface FleetConfig {
   temporal: TemporalSettings;
@@ -97,6 +111,7 @@ export interface FleetConfig {
   registry?: RegistrySettings;
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
   testing?: { pauseAfter: string[] };
+  control: ControlConfig;
 }
 
 export const DEFAULT_WEBHOOK_PORT = 8088;
@@ -346,7 +361,7 @@ function labelList(o: Obj, path: string, opts: { required: boolean; nonEmpty: bo
   return labels;
 }
 
-const HOST_KEYS = ['id', 'dataDir', 'capacity', 'labels', 'driver', 'pollIntervalMs', 'shutdownGraceMs', 'imageCacheGiB', 'imageRetention'];
+const HOST_KEYS = ['id', 'dataDir', 'capacity', 'labels', 'driver', 'pollIntervalMs', 'shutdownGraceMs', 'imageCacheGiB', 'imageRetention', 'control'];
 /** A host's image cache unless its entry says otherwise: 200 GiB, images unused for 7 days go. */
 export const DEFAULT_IMAGE_CACHE = { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 };
 
@@ -373,7 +388,16 @@ export function parseHost(raw: unknown, path: string, separateDriver?: { raw: un
       budgetBytes: (optBounded(h, 'imageCacheGiB', path, BOUNDS.imageCacheGiB) ?? DEFAULT_IMAGE_CACHE.budgetBytes / 1024 ** 3) * 1024 ** 3,
       retentionMs: optDuration(h, 'imageRetention', path, BOUNDS.imageRetentionMs, DEFAULT_IMAGE_CACHE.retentionMs),
     },
+    control: optBool(h, 'control', path) ?? separateDriver !== undefined,
   };
+}
+
+/** `control: { interval }`: how often the control plane's fleet-wide round runs. */
+function parseControl(raw: unknown): ControlConfig {
+  if (raw === undefined) return { ...DEFAULT_CONTROL };
+  const c = obj(raw, 'control', 'write e.g. { interval: 10m }');
+  onlyKeys(c, ['interval'], 'control');
+  return { intervalMs: optDuration(c, 'interval', 'control', BOUNDS.fleetIntervalMs, DEFAULT_CONTROL.intervalMs) };
 }
 
 // ───────────────────────────── pools ─────────────────────────────
@@ -482,7 +506,7 @@ export function parsePool(raw: unknown, path: string, opts: PoolParseOptions = {
 
 // ───────────────────────────── the document ─────────────────────────────
 
-const TOP_KEYS = ['temporal', 'github', 'webhook', 'registry', 'images', 'hosts', 'pools', 'host', 'driver', 'testing'];
+const TOP_KEYS = ['temporal', 'github', 'webhook', 'registry', 'images', 'hosts', 'pools', 'host', 'driver', 'testing', 'control'];
 
 export interface FleetParseOptions {
   /** Path of the file the document was read from; relative paths in it are resolved against its directory. */
@@ -552,7 +576,7 @@ export function parseFleetConfig(raw: unknown, env: Env, opts: FleetParseOptions
     if (!Array.isArray(p) || p.some((x) => typeof x !== 'string')) throw new ConfigError('testing.pauseAfter: must be a list of activity names');
     testing = { pauseAfter: p as string[] };
   }
-  const config: FleetConfig = { temporal, hosts, pools, images };
+  const config: FleetConfig = { temporal, hosts, pools, images, control: parseControl(root.control) };
   if (registry) config.registry = registry;
   if (github) config.github = github;
   if (webhook) config.webhook = webhook;

@@ -6,9 +6,9 @@
  * environment variables or files that hold them, read here.
  */
 import type { DriverSettings } from '../drivers/index.js';
-import type { GitHubAuth, GitHubScope } from '../github/client.js';
+import type { GitHubSettings as FullGitHubSettings } from '../github/client.js';
 import { ConfigError } from './fields.js';
-import { parseFleetConfig, resolveDriver, resolveGitHub, type HostConfig, type TemporalSettings } from './fleet.js';
+import { parseFleetConfig, resolveDriver, resolveGitHub, type ControlConfig, type HostConfig, type TemporalSettings } from './fleet.js';
 
 export { ConfigError } from './fields.js';
 export { parseScope } from './fleet.js';
@@ -26,13 +26,28 @@ export interface WorkerConfig {
     pollIntervalMs?: number;
     shutdownGraceMs?: number;
     imageCache: { budgetBytes: number; retentionMs: number };
+    /** This worker also runs the control plane (hosts[i].control; true in the single-host form). */
+    control: boolean;
   };
   driver: DriverSettings;
-  github: { apiUrl: string; scope: GitHubScope; auth: GitHubAuth; writeSpacingMs?: number };
+  github: GitHubSettings;
+  /** The control plane's fleet-wide round (used when host.control). */
+  control: ControlConfig;
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
   testing?: { pauseAfter: string[] };
   /** The registry image builds push to and hosts pull from (the password by reference only). */
   registry?: RegistrySettings;
+}
+
+/** The GitHub settings a worker uses (secrets resolved from the environment). */
+export type GitHubSettings = Pick<FullGitHubSettings, 'apiUrl' | 'scope' | 'auth' | 'writeSpacingMs'>;
+
+/** What `ekiden control` needs: Temporal, GitHub and the fleet-wide round; no host. */
+export interface ControlPlaneConfig {
+  temporal: TemporalSettings;
+  github: GitHubSettings;
+  control: ControlConfig;
+  testing?: { pauseAfter: string[] };
 }
 
 export interface WorkerConfigOptions {
@@ -63,9 +78,8 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
   const singleHostForm = typeof raw === 'object' && raw !== null && 'host' in raw;
   const fleet = parseFleetConfig(raw, env, opts.configFile === undefined ? {} : { configFile: opts.configFile });
   const { host, index } = pickHost(fleet.hosts, opts.hostId, singleHostForm);
-  if (!fleet.github) throw new ConfigError('github: missing; a worker needs e.g. { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }');
   const driver = resolveDriver(host.driver, env, singleHostForm ? 'driver' : `hosts[${index}].driver`);
-  const github = resolveGitHub(fleet.github, env);
+  const github = githubOf(fleet.github, env, 'a worker');
   return {
     temporal: fleet.temporal,
     host: {
@@ -76,10 +90,29 @@ export function parseWorkerConfig(raw: unknown, env: Record<string, string | und
       pollIntervalMs: host.pollIntervalMs,
       shutdownGraceMs: host.shutdownGraceMs,
       imageCache: host.imageCache,
+      control: host.control,
     },
     driver,
-    github: { apiUrl: github.apiUrl, scope: github.scope, auth: github.auth, writeSpacingMs: github.writeSpacingMs },
+    github,
+    control: fleet.control,
     testing: fleet.testing,
     ...(fleet.registry ? { registry: fleet.registry } : {}),
+  };
+}
+
+function githubOf(config: Parameters<typeof resolveGitHub>[0] | undefined, env: Record<string, string | undefined>, who: string): GitHubSettings {
+  if (!config) throw new ConfigError(`github: missing; ${who} needs e.g. { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }`);
+  const github = resolveGitHub(config, env);
+  return { apiUrl: github.apiUrl, scope: github.scope, auth: github.auth, writeSpacingMs: github.writeSpacingMs };
+}
+
+/** `ekiden control --config FILE`: the file's temporal, github and control sections (hosts and pools are not needed). */
+export function parseControlPlaneConfig(raw: unknown, env: Record<string, string | undefined>, opts: { configFile?: string } = {}): ControlPlaneConfig {
+  const fleet = parseFleetConfig(raw, env, opts.configFile === undefined ? {} : { configFile: opts.configFile });
+  return {
+    temporal: fleet.temporal,
+    github: githubOf(fleet.github, env, 'the control plane'),
+    control: fleet.control,
+    ...(fleet.testing ? { testing: fleet.testing } : {}),
   };
 }

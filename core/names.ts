@@ -42,6 +42,19 @@ export function hostWorkflowId(host: string): string {
   return `host/${host}`;
 }
 
+/**
+ * The Temporal Schedule of the control plane's fleet-wide round (GitHub reconciliation,
+ * image-cache GC): one per fleet, a fleet being the shared task queue its workflows run on.
+ */
+export function fleetScheduleId(sharedTaskQueue: string): string {
+  return `fleet/${sharedTaskQueue}`;
+}
+
+/** Workflow id of the rounds the fleet schedule starts (Temporal appends the scheduled time). */
+export function fleetRoundWorkflowId(sharedTaskQueue: string): string {
+  return `fleet-round/${sharedTaskQueue}`;
+}
+
 /** Characters in a run token: 13 base-36 digits carry all 64 bits of the hash. */
 export const RUN_TOKEN_LENGTH = 13;
 

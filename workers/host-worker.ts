@@ -1,23 +1,18 @@
 /**
  * A host worker: serves the host's own task queue (VM and SSH activities for the VMs on this
- * machine) and the shared queue (workflows and GitHub activities). On shutdown it stops
+ * machine) and, when its host also runs the control plane, the shared queue (workflows, GitHub
+ * and fleet activities; workers/control-worker.ts). On shutdown it stops
  * polling and gives running activities `shutdownGraceMs` to finish; VMs and guest runners
  * keep running regardless, and the workflows re-attach when a worker returns.
  */
 import type { Client } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
+import { NativeConnection, Worker, type ActivityInboundCallsInterceptorFactory } from '@temporalio/worker';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  createFleetHostActivities,
-  createFleetSharedActivities,
-  reconcileGitHubNow,
-  reconcileHostNow,
-} from '../activities/fleet.js';
-import { createGitHubActivities } from '../activities/github.js';
-import { createImageHostActivities, createImageSharedActivities } from '../activities/images.js';
+import { createFleetHostActivities, reconcileHostNow } from '../activities/fleet.js';
+import { createImageHostActivities } from '../activities/images.js';
 import { defaultQemuImagesDir } from '../drivers/qemu-image.js';
 import { QemuDriver } from '../drivers/qemu.js';
 import { DEFAULT_IMAGE_CACHE } from '../config/fleet.js';
@@ -25,6 +20,8 @@ import { ImageCache } from '../host/image-cache.js';
 import type { RegistryEndpoint } from '../registry/client.js';
 import { createHostActivities } from '../activities/host.js';
 import { hostTaskQueue, hostWorkflowId, SHARED_TASK_QUEUE } from '../core/names.js';
+import type { FleetScheduleOptions } from '../temporal/fleet-schedule.js';
+import { createControlWorker, log, type ControlWorker } from './control-worker.js';
 import { defaultCapacity, resolveHostTiming } from '../core/defaults.js';
 import { errorMessage } from '../core/failures.js';
 import { announceHostSignal, type HostAnnouncement, type HostTiming } from '../workflows/api.js';
@@ -47,8 +44,10 @@ export interface HostWorkerOptions {
   workflowBundlePath: string;
   shutdownGraceMs?: number;
   pollIntervalMs?: number;
-  /** Serve workflows and GitHub activities too (default true). */
+  /** Serve the control plane too: workflows, GitHub and fleet activities (default true; see workers/control-worker.ts). */
   serveShared?: boolean;
+  /** With serveShared and a client: keep the fleet schedule (fleet-wide GitHub reconciliation and image GC). */
+  fleetSchedule?: FleetScheduleOptions;
   /** Serve this host's VM activities (default true; false for a workflow-only worker). */
   serveHost?: boolean;
   /** Queue for workflows and GitHub activities (default `ekiden`). */
@@ -158,13 +157,12 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
     ...(opts.driver instanceof QemuDriver ? { inUse: () => (opts.driver as QemuDriver).imageDigestsInUse() } : {}),
   });
   const client = opts.client;
-  const imageShared = client ? createImageSharedActivities({ client }) : {};
   const fleetHost = client ? createFleetHostActivities({ client, driver: opts.driver, credentials, hostKeys, announcement }) : {};
-  const fleetShared = client ? createFleetSharedActivities({ client, github: opts.github }) : {};
   const serveHost = opts.serveHost ?? true;
   const serveShared = opts.serveShared ?? true;
   const sharedQueue = opts.sharedTaskQueue ?? SHARED_TASK_QUEUE;
   const workers: Worker[] = [];
+  let control: ControlWorker | undefined;
   try {
     if (serveHost) {
       workers.push(
@@ -182,19 +180,21 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
         }),
       );
     }
-    if (opts.serveShared ?? true) {
-      workers.push(
-        await Worker.create({
-          connection: opts.connection,
-          namespace: opts.namespace,
-          taskQueue: sharedQueue,
-          workflowBundle: { codePath: opts.workflowBundlePath },
-          activities: { ...createGitHubActivities({ github: opts.github }), ...fleetShared, ...imageShared },
-          interceptors: { activityInbound: opts.activityInbound ?? [] },
-          shutdownGraceTime: grace,
-          identity: `ekiden-shared-${opts.hostId}@${process.pid}`,
-        }),
-      );
+    if (serveShared) {
+      control = await createControlWorker({
+        connection: opts.connection,
+        namespace: opts.namespace,
+        taskQueue: sharedQueue,
+        github: opts.github,
+        workflowBundlePath: opts.workflowBundlePath,
+        ...(client ? { client } : {}),
+        ...(opts.fleetSchedule ? { fleetSchedule: opts.fleetSchedule } : {}),
+        confirmDelayMs: opts.confirmDelayMs ?? 2_000,
+        shutdownGraceMs: grace,
+        activityInbound: opts.activityInbound ?? [],
+        identity: `ekiden-shared-${opts.hostId}@${process.pid}`,
+      });
+      workers.push(control.worker);
     }
   } catch (err) {
     // A Worker that was created but never run still holds the native runtime (the process
@@ -217,15 +217,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
         log('WARN', 'reconciliation at start failed; the host workflow retries on schedule', { host: opts.hostId, message: errorMessage(err) });
       }
     }
-    if (serveShared) {
-      try {
-        const removed = await reconcileGitHubNow({ client, github: opts.github }, confirmDelayMs);
-        report.removedRunners = removed;
-        if (removed.length > 0) log('INFO', 'removed orphan GitHub runners at start', { removed });
-      } catch (err) {
-        log('WARN', 'GitHub reconciliation at start failed', { message: errorMessage(err) });
-      }
-    }
+    if (control) report.removedRunners = (await control.arrive()).removedRunners;
     if (serveHost) {
       await client.workflow.signalWithStart<typeof HostWorkflow, [HostAnnouncement]>('HostWorkflow', {
         workflowId: hostWorkflowId(opts.hostId),
@@ -257,11 +249,4 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     },
   };
-}
-
-/** Through the process's Runtime logger (JSON lines; a file under `ekiden up`). */
-function log(level: 'INFO' | 'WARN', msg: string, fields: Record<string, unknown>): void {
-  const logger = Runtime.instance().logger;
-  if (level === 'WARN') logger.warn(msg, fields);
-  else logger.info(msg, fields);
 }

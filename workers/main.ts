@@ -13,7 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../config/load.js';
 import { registryEndpoint } from '../config/registry-endpoint.js';
 import type { RegistryEndpoint } from '../registry/client.js';
-import { ConfigError, parseWorkerConfig } from '../config/schema.js';
+import { ConfigError, parseControlPlaneConfig, parseWorkerConfig, type ControlPlaneConfig } from '../config/schema.js';
+import type { TemporalSettings } from '../config/fleet.js';
+import { createControlWorker } from './control-worker.js';
+import { hostname } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
@@ -33,6 +37,92 @@ function platformProblem(driver: { kind: string; tartBinary?: string }): string 
     return `driver: tart runs on macOS only (this host is ${process.platform}); use the qemu or fake driver here`;
   }
   return undefined;
+}
+
+/** The worker's two connections to Temporal (closed by `closers`) and Ekiden's search attributes on the namespace, created where missing. */
+async function connectFleet(temporal: TemporalSettings, credentials: TemporalCredentials, env: Record<string, string | undefined>, closers: Array<() => Promise<void>>) {
+  const address = temporal.address;
+  const connection = await connectNative(address, credentials, env);
+  closers.push(() => connection.close());
+  // The fleet side (reconcile at start, host announcement, slots) uses a client connection.
+  const clientConnection = await connectClient(address, credentials, env);
+  closers.push(() => clientConnection.close());
+  // Ekiden's search attributes on the namespace, created where missing (else one line naming them and the fix).
+  const setup = await ensureNamespace(clientConnection.operatorService, { address, namespace: temporal.namespace }, { create: true });
+  if (setup.created.length) console.error(JSON.stringify({ level: 'INFO', msg: 'created search attributes', namespace: setup.namespace, created: setup.created }));
+  return { connection, client: new Client({ connection: clientConnection, namespace: temporal.namespace }) };
+}
+
+/**
+ * A host-only worker's runners need a control plane: when no worker polls the shared queue
+ * for workflows a while after start, say so once (its runners would wait without a word).
+ */
+async function warnWithoutControlPlane(client: Client, taskQueue: string, afterMs = 15_000): Promise<void> {
+  await delay(afterMs);
+  try {
+    const r = await client.workflowService.describeTaskQueue({
+      namespace: client.options.namespace,
+      taskQueue: { name: taskQueue },
+      taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
+    });
+    if ((r.pollers ?? []).length === 0) {
+      console.error(JSON.stringify({ level: 'WARN', msg: `no control plane serves task queue ${taskQueue}: this host's runners wait until one does; start \`ekiden control --config FILE\` somewhere, or set control: true on one host`, taskQueue }));
+    }
+  } catch {
+    // Only a hint: a failed look says nothing.
+  }
+}
+
+/**
+ * `ekiden control --config FILE`: the control plane as its own process — workflows, GitHub
+ * and fleet activities, and the fleet schedule (workers/control-worker.ts). It holds no VM and
+ * no data dir; several may run. Drains on SIGTERM/SIGINT.
+ */
+export async function runControlFromConfig(configPath: string, env: Record<string, string | undefined>): Promise<number> {
+  let config: ControlPlaneConfig;
+  let credentials: TemporalCredentials;
+  try {
+    config = parseControlPlaneConfig(loadConfigFile(configPath), env, { configFile: configPath });
+    credentials = credentialsFor(config.temporal, env);
+    loadCredentials(credentials, env);
+  } catch (err) {
+    const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${errorMessage(err)}`;
+    console.error(`ekiden control: ${reason}`);
+    return 2;
+  }
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    installRuntime();
+    const { connection, client } = await connectFleet(config.temporal, credentials, env, closers);
+    const control = await createControlWorker({
+      connection,
+      client,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      github: new RunnerRegistry(createOctokit(config.github), config.github.scope),
+      workflowBundlePath: WORKFLOW_BUNDLE,
+      fleetSchedule: { intervalMs: config.control.intervalMs },
+      activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
+      identity: `ekiden-control@${hostname()}:${process.pid}`,
+    });
+    const stop = () => {
+      if (control.worker.getState() === 'RUNNING') control.worker.shutdown();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    try {
+      const running = control.worker.run();
+      await control.arrive();
+      console.error(JSON.stringify({ level: 'INFO', msg: 'control plane running', taskQueue: config.temporal.taskQueue, pid: process.pid, roundEveryMs: config.control.intervalMs }));
+      await running;
+    } finally {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+    }
+    return 0;
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => {});
+  }
 }
 
 export async function runWorkerFromConfig(configPath: string, env: Record<string, string | undefined>, hostId?: string): Promise<number> {
@@ -79,16 +169,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   const closers: Array<() => Promise<void>> = [];
   try {
     installRuntime();
-    const address = config.temporal.address;
-    const connection = await connectNative(address, credentials, env);
-    closers.push(() => connection.close());
-    // The fleet side (reconcile at start, host announcement, slots) uses a client connection.
-    const clientConnection = await connectClient(address, credentials, env);
-    closers.push(() => clientConnection.close());
-    // Ekiden's search attributes on the namespace, created where missing (else one line naming them and the fix).
-    const setup = await ensureNamespace(clientConnection.operatorService, { address, namespace: config.temporal.namespace }, { create: true });
-    if (setup.created.length) console.error(JSON.stringify({ level: 'INFO', msg: 'created search attributes', namespace: setup.namespace, created: setup.created }));
-    const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+    const { connection, client } = await connectFleet(config.temporal, credentials, env, closers);
     const octokit = createOctokit(config.github);
     // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).
     const imageCache = hostImageCache(config.host.dataDir, { cacheBudgetBytes: config.host.imageCache.budgetBytes, cacheRetentionMs: config.host.imageCache.retentionMs });
@@ -108,6 +189,8 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       pollIntervalMs: config.host.pollIntervalMs,
       shutdownGraceMs: config.host.shutdownGraceMs,
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
+      serveShared: config.host.control,
+      ...(config.host.control ? { fleetSchedule: { intervalMs: config.control.intervalMs } } : {}),
       images: {
         cache: imageCache,
         ...(registry ? { registry } : {}),
@@ -118,8 +201,10 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     try {
-      console.error(JSON.stringify({ level: 'INFO', msg: 'host worker running', host: config.host.id, pid: process.pid }));
-      await worker.run();
+      console.error(JSON.stringify({ level: 'INFO', msg: 'host worker running', host: config.host.id, pid: process.pid, control: config.host.control }));
+      const running = worker.run();
+      if (!config.host.control) void warnWithoutControlPlane(client, config.temporal.taskQueue);
+      await running;
     } finally {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);

@@ -276,6 +276,8 @@ export interface HostStatus {
   lastReconcile?: { at: number; removedVms: string[]; removedCredentials: string[] };
   /** Every reconciliation on this host so far: rounds and leaks caught, by kind. */
   reconciled?: { rounds: number; vms: number; credentials: number };
+  /** The host's image cache as the last fleet round found it (GC included). */
+  images?: HostImages;
 }
 
 /** A host's image cache: what it holds, against its budget, and what GC removed. */
@@ -302,6 +304,26 @@ export const acquireSlotUpdate = defineUpdate<HostLease, [SlotRequest]>('acquire
 export const releaseSlotSignal = defineSignal<[{ workflowId: string }]>('releaseSlot');
 /** Stop watching the host (operator retired it). */
 export const retireHostSignal = defineSignal('retireHost');
+/** From the fleet round: what the host's image cache holds after its GC (`deletedTotal` is kept by the host). */
+export const hostImagesSignal = defineSignal<[Omit<HostImages, 'deletedTotal'>]>('hostImages');
+
+// ───────────────────────────── the fleet round ─────────────────────────────
+
+export interface FleetRoundInput {
+  /** Ownership is looked up twice this far apart before anything is removed. */
+  confirmDelayMs: number;
+  /** A host whose worker does not pick up its GC step within this is skipped this round. */
+  hostTimeoutMs: number;
+}
+
+/** One round of fleet-wide work (the fleet schedule's workflow result, shown in the Web UI). */
+export interface FleetRoundResult {
+  /** Offline GitHub runners named like Ekiden's and owned by no open runner, removed. */
+  github: { removed: string[] } | { error: string };
+  /** Image digests the fleet may still start a runner on; `complete` false when some pool or catalog did not answer (no GC then). */
+  references: { digests: number; complete: boolean } | { error: string };
+  hosts: Array<{ id: string; state: HostStatus['state']; images?: { held: number; bytes: number; deleted: string[]; gcSkipped?: string }; error?: string }>;
+}
 
 
 // ───────────────────────────── images ─────────────────────────────

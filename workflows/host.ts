@@ -10,8 +10,9 @@
  *   depends on. When no worker picks it up within `downAfterMs` the host is marked down and
  *   its runners are told (`hostDown`): they deregister on GitHub and end, leaving the VMs
  *   to the host's reconciliation when it returns.
- * - Reconciliation on a schedule: orphan VMs and credentials on the host, orphan GitHub
- *   registrations (offline, named like Ekiden's, owned by no open runner).
+ * - Reconciliation on a schedule: orphan VMs and credentials on the host, and an audit of
+ *   its leases. Orphan GitHub registrations are the fleet round's (workflows/fleet.ts), once
+ *   per fleet; the round also reports the host's image cache here (`images`).
  * - Continue-as-new keeps all of it.
  */
 import {
@@ -23,6 +24,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   TimeoutFailure,
@@ -37,6 +39,7 @@ import {
   acquireSlotUpdate,
   announceHostSignal,
   hostDownSignal,
+  hostImagesSignal,
   hostStatusQuery,
   releaseSlotSignal,
   retireHostSignal,
@@ -46,6 +49,9 @@ import {
   type HostTiming,
   type HostWorkflowInput,
 } from './api.js';
+
+/** Patch: GitHub reconciliation moved from every host's round to the fleet round. */
+export const GITHUB_ON_FLEET_ROUND = 'github-reconcile-on-fleet-round';
 
 export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus> {
   const timing: HostTiming = input.timing;
@@ -120,6 +126,10 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
     },
   );
 
+  setHandler(hostImagesSignal, (images) => {
+    status.images = { ...images, deletedTotal: (status.images?.deletedTotal ?? 0) + images.deleted.length };
+  });
+
   setHandler(releaseSlotSignal, ({ workflowId }) => {
     status.leases = releaseSlot(status.leases, workflowId);
   });
@@ -165,7 +175,9 @@ export async function HostWorkflow(input: HostWorkflowInput): Promise<HostStatus
         vms: total.vms + result.removedVms.length,
         credentials: total.credentials + result.removedCredentials.length,
       };
-      await shared.reconcileGitHub({ confirmDelayMs: timing.confirmDelayMs });
+      // GitHub registrations are fleet-wide: the fleet round (workflows/fleet.ts) removes
+      // orphans once per fleet; runs from before it existed keep their per-host call.
+      if (!patched(GITHUB_ON_FLEET_ROUND)) await shared.reconcileGitHub({ confirmDelayMs: timing.confirmDelayMs });
       await audit();
     } catch (err) {
       log.warn('reconciliation failed; next round will retry', { host: input.id, message: errorMessage(err) });

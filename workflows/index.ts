@@ -3,3 +3,4 @@ export { PoolWorkflow } from './pool.js';
 export { HostWorkflow } from './host.js';
 export { ImageCatalogWorkflow } from './image-catalog.js';
 export { ImageBuildWorkflow } from './image-build.js';
+export { FleetRoundWorkflow } from './fleet.js';

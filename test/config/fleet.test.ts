@@ -99,7 +99,7 @@ describe('fleet config', () => {
 
   it('takes the Temporal connection from the environment when the file has none', () => {
     const c = parseFleetConfig({}, { TEMPORAL_ADDRESS: 'tmp:7233', TEMPORAL_NAMESPACE: 'ns' });
-    expect(c).toEqual({ temporal: { address: 'tmp:7233', namespace: 'ns', taskQueue: 'ekiden' }, hosts: [], pools: [], images: [] });
+    expect(c).toEqual({ temporal: { address: 'tmp:7233', namespace: 'ns', taskQueue: 'ekiden' }, hosts: [], pools: [], images: [], control: { intervalMs: 600_000 } });
     expect(parseFleetConfig({}, {}).temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'ekiden' });
   });
 
@@ -129,6 +129,21 @@ describe('fleet config', () => {
     expect(() => host({ imageRetention: '30s' })).toThrow(/^host\.imageRetention: "30s" is not a duration from 1m to 365d/);
   });
 
+  it('the control plane: hosts of a fleet file run only their own VM work unless control: true; a single-host file is its own control plane; the fleet round every 10m unless control.interval says otherwise', () => {
+    const c = parseFleetConfig(edited((f) => (f.hosts[2]!.control = true)), {});
+    expect(c.hosts.map((h) => [h.id, h.control])).toEqual([['mac-mini-1', false], ['mac-mini-2', false], ['linux-1', true]]);
+    expect(c.control).toEqual({ intervalMs: 600_000 });
+    const single = (extra: Record<string, unknown>) => parseFleetConfig({ host: { id: 'box', dataDir: '/d', ...extra }, driver: { kind: 'fake', root: '/r', images: {} } }, {}).hosts[0]!.control;
+    expect(single({})).toBe(true);
+    expect(single({ control: false })).toBe(false);
+    expect(parseFleetConfig({ control: { interval: '90s' } }, {}).control).toEqual({ intervalMs: 90_000 });
+    expect(errorOf({ control: { interval: '5s' } })).toMatch(/^control\.interval: "5s" is not a duration from 10s to 1d; write e\.g\. "10m"/);
+    expect(errorOf({ control: { interval: 600 } })).toMatch(/^control\.interval: 600 is not a duration from 10s to 1d/);
+    expect(errorOf({ control: { intervl: '1m' } })).toMatch(/^control\.intervl: unknown field; did you mean interval\?$/);
+    expect(errorOf({ control: true })).toMatch(/^control: expected an object, got true; write e\.g\. \{ interval: 10m \}$/);
+    expect(errorOf(edited((f) => (f.hosts[0]!.control = 'yes')))).toMatch(/^hosts\[0\]\.control: "yes" is not/);
+  });
+
   it('accepts the single-host form of a worker config', () => {
     const c = parseFleetConfig(
       {
@@ -138,7 +153,7 @@ describe('fleet config', () => {
       },
       {},
     );
-    expect(c.hosts).toEqual([{ id: 'box', dataDir: '/d', capacity: 3, labels: ['linux'], driver: { kind: 'fake', root: '/r', images: {} }, imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 } }]);
+    expect(c.hosts).toEqual([{ id: 'box', dataDir: '/d', capacity: 3, labels: ['linux'], driver: { kind: 'fake', root: '/r', images: {} }, imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 }, control: true }]);
     expect(c.pools).toHaveLength(1);
   });
 

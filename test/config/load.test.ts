@@ -111,7 +111,7 @@ describe('worker config from a fleet file', () => {
 
   it('--host picks the entry, with capacity and labels', () => {
     const c = parseWorkerConfig(raw(), env, { hostId: 'mac-mini-1' });
-    expect(c.host).toEqual({ id: 'mac-mini-1', dataDir: '/var/lib/ekiden', capacity: 2, labels: ['macos', 'arm64'], imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 } });
+    expect(c.host).toEqual({ id: 'mac-mini-1', dataDir: '/var/lib/ekiden', capacity: 2, labels: ['macos', 'arm64'], imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 }, control: false });
     expect(c.driver).toMatchObject({ kind: 'tart', root: '/var/lib/ekiden/vms' });
     expect(c.github.auth).toEqual({ kind: 'token', token: 'ghp_x' });
     expect(c.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'ekiden' });

@@ -24,7 +24,7 @@ describe('worker config', () => {
   });
 
   it('fills in capacity per driver and labels for the host announcement', () => {
-    expect(parseWorkerConfig(valid, env).host).toEqual({ id: 'mac-mini-1', dataDir: '/var/lib/ekiden', capacity: 4, labels: [], imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 } });
+    expect(parseWorkerConfig(valid, env).host).toMatchObject({ id: 'mac-mini-1', dataDir: '/var/lib/ekiden', capacity: 4, labels: [], imageCache: { budgetBytes: 200 * 1024 ** 3, retentionMs: 7 * 24 * 3_600_000 }, control: true });
     const tart = { ...valid, host: { ...valid.host, labels: ['macos', 'arm64'] }, driver: { kind: 'tart', root: '/vms' } };
     expect(parseWorkerConfig(tart, env).host).toMatchObject({ capacity: 2, labels: ['macos', 'arm64'] });
     const qemu = { ...valid, driver: { kind: 'qemu', root: '/vms', imagesDir: '/images' } };

@@ -37,7 +37,7 @@ describe.skipIf(skip)('host worker killed with SIGKILL', () => {
   function startHostProcess(): ChildProcess {
     const config = {
       temporal: { address: inject('temporalAddress'), namespace: 'default', taskQueue: h.taskQueue },
-      host: { id: h.hostId, dataDir: join(h.dir, 'host'), pollIntervalMs: 200, shutdownGraceMs: 1000, capacity: 2, labels: ['linux'] },
+      host: { id: h.hostId, dataDir: join(h.dir, 'host'), pollIntervalMs: 200, shutdownGraceMs: 1000, capacity: 2, labels: ['linux'], control: false },
       driver: h.driverSettings,
       github: { apiUrl: h.emulatorUrl, scope: `repo:${REPO}`, auth: { tokenEnv: 'EKIDEN_TEST_GITHUB_TOKEN' }, writeSpacingMs: 0 },
     };

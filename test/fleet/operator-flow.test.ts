@@ -1,7 +1,7 @@
 /**
  * The README's "Operating a fleet" story, end to end, as an operator types it: one fleet file
- * (YAML) with two hosts and one pool spanning both; `ekiden worker --config fleet.yaml --host
- * ID` on each host; `ekiden pool create --config`, `pool scale`, `pool drain` while a job runs,
+ * (YAML) with two hosts and one pool spanning both; `ekiden control --config fleet.yaml` for
+ * the control plane and `ekiden worker --config fleet.yaml --host ID` on each host; `ekiden pool create --config`, `pool scale`, `pool drain` while a job runs,
  * `runners`, `pool delete --wait`; `status` / `hosts` / `runners --json` to watch it. Fake
  * driver (each host its own VM root) and the harness's GitHub emulator; every `ekiden` call is
  * a real process (bin/ekiden.js). At the end nothing is left: no VMs, no registrations, no
@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { HostRow, PoolRow, RunnerRow } from '../../cli/fleet.js';
-import { hostWorkflowId, poolWorkflowId } from '../../core/names.js';
+import { fleetScheduleId, hostWorkflowId, poolWorkflowId } from '../../core/names.js';
 import { FakeDriver } from '../../drivers/fake.js';
 import { retireHostSignal, type PoolStatus } from '../../workflows/api.js';
 import { createHarness, IMAGE, REPO, ROOT, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
@@ -185,12 +185,14 @@ describe.skipIf(skip)('operating a fleet as the README tells it', () => {
         }
       }
     }
+    await client?.schedule.getHandle(fleetScheduleId(`ekiden-opflow-${suffix}`)).delete().catch(() => {});
     if (timings.length) console.info(`operator-flow steps (ms): ${timings.map(([w, ms]) => `${w} ${ms}`).join(', ')}; hosts: ${hostsEnded.join(', ')}`);
     await h?.close();
   });
 
   function startWorker(id: string): ChildProcess {
-    const proc = spawn(process.execPath, [BIN, 'worker', '--config', fleetFile, '--host', id], {
+    const args = id === 'control' ? ['control', '--config', fleetFile] : ['worker', '--config', fleetFile, '--host', id];
+    const proc = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
       env: { ...baseEnv(), [TOKEN_ENV]: TOKEN },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -204,7 +206,8 @@ describe.skipIf(skip)('operating a fleet as the README tells it', () => {
     lap = Date.now();
     const diagnostics = () => `worker log tail:\n${workerLog.slice(-40).join('\n')}`;
 
-    // 1. One worker per host, from the same file.
+    // 1. The control plane, and one worker per host, from the same file.
+    startWorker('control');
     for (const id of HOSTS) startWorker(id);
     const hostsUp = await pollCli<HostRow[]>(
       ['hosts', '--address', address],

@@ -1,9 +1,9 @@
 /**
- * The host's image-cache GC round (collectImages, run by its HostWorkflow's reconciliation):
+ * The host's image-cache GC round (collectImages, run on each host by the fleet round):
  * deletes only entries nothing references and no VM here uses, once unused past the
  * retention; deletes nothing without the fleet's complete references; reports what the cache
- * holds against its budget. Real cache on disk; the workflow wiring is checked by
- * test/images/rollout.test.ts (HostStatus.images on a live host).
+ * holds against its budget. Real cache on disk; the wiring (fleet schedule → FleetRoundWorkflow
+ * → a real host worker → HostStatus.images) is checked by test/fleet/control-plane.test.ts.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';

@@ -163,8 +163,12 @@ describe.skipIf(skip)('pools rolling onto promoted builds', () => {
 
   it('the fleet\'s image references name every kept build and the pool\'s', { timeout: 60_000 }, async () => {
     const shared = createImageSharedActivities({ client: h.client });
-    const refs = await (new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN', () => {}) }).run(() => shared.referencedImages()) as ReturnType<typeof shared.referencedImages>);
+    const refs = await (new MockActivityEnvironment({ taskQueue: h.taskQueue }, { logger: new DefaultLogger('WARN', () => {}) }).run(() => shared.referencedImages()) as ReturnType<typeof shared.referencedImages>);
     expect(refs.digests).toEqual(expect.arrayContaining(digestsOf(builds)));
+    expect(refs.complete).toBe(true);
+    // Another fleet's queue: none of this fleet's workflows, so none of its images.
+    const other = await (new MockActivityEnvironment({ taskQueue: `${h.taskQueue}-other` }, { logger: new DefaultLogger('WARN', () => {}) }).run(() => shared.referencedImages()) as ReturnType<typeof shared.referencedImages>);
+    expect(other.digests).toEqual([]);
   });
 });
 

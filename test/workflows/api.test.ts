@@ -19,7 +19,7 @@ const definitions: Array<[string, Def]> = Object.entries(api as Record<string, u
 
 /** The wire names of today's contract: renaming one breaks every workflow in flight. */
 const WIRE = {
-  signal: ['announceHost', 'hostDown', 'imageBuildFailed', 'imageBuilt', 'imagePromoted', 'jobAssigned', 'jobProgressed', 'jobQueued', 'releaseSlot', 'retireHost', 'retireRunner', 'runnerEnded', 'runnerPhaseChanged'],
+  signal: ['announceHost', 'hostDown', 'hostImages', 'imageBuildFailed', 'imageBuilt', 'imagePromoted', 'jobAssigned', 'jobProgressed', 'jobQueued', 'releaseSlot', 'retireHost', 'retireRunner', 'runnerEnded', 'runnerPhaseChanged'],
   query: ['hostStatus', 'imageBuildStatus', 'imageStatus', 'poolStatus', 'runnerStatus'],
   update: ['acquireSlot', 'drainPool', 'promoteImage', 'resumePool', 'rollbackImage', 'scalePool'],
 };
