@@ -21,6 +21,7 @@ import { formatAge, formatTable } from '../../cli/table.js';
 import { hostWorkflowId, poolWorkflowId, runnerWorkflowId } from '../../core/names.js';
 import { SA_HOST, SA_PHASE, SA_POOL, SA_RUNNER } from '../../core/search-attributes.js';
 import type { HostRow, PoolRow, RunnerRow } from '../../cli/fleet.js';
+import type { ControlRow } from '../../cli/status.js';
 import { poolStatusQuery, type PoolStatus } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 import { ROOT } from '../support/harness.js';
@@ -226,6 +227,25 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
     expect(r.stdout).toBe('');
   });
 
+  it('`ekiden control` checks its arguments and its file before connecting: exit 2, one line naming the fix', async () => {
+    for (const [args, line] of [
+      [['control'], 'ekiden: control: --config FILE is required'],
+      [['control', '--config', 'f.yaml', 'now'], 'ekiden: control: unexpected argument "now"; see `ekiden control --help`'],
+    ] as Array<[string[], string]>) {
+      const u = await execa(process.execPath, [BIN, ...args], { reject: false });
+      expect(u.exitCode).toBe(2);
+      expect(u.stderr.trim()).toBe(line);
+    }
+    const noGitHub = file('control-no-github.yaml', 'control: { interval: 5m }\n');
+    const r = await execa(process.execPath, [BIN, 'control', '--config', noGitHub], { reject: false });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe('ekiden control: github: missing; the control plane needs e.g. { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }');
+    const badInterval = file('control-bad-interval.yaml', 'github: { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }\ncontrol: { interval: 1s }\n');
+    const r2 = await execa(process.execPath, [BIN, 'control', '--config', badInterval], { reject: false, env: { GITHUB_TOKEN: 'x' } });
+    expect(r2.exitCode).toBe(2);
+    expect(r2.stderr.trim()).toMatch(/^ekiden control: control\.interval: "1s" is not a duration from 10s to 1d/);
+  });
+
   it('`ekiden worker` with a fleet file: --host picks the entry, and is needed when there are several', async () => {
     const two = file(
       'two-hosts.yaml',
@@ -259,6 +279,7 @@ hosts:
         [['setup'], ['--check', ...COMMON]],
         [['up'], ['--driver', '--jobs', '--data-dir', '--pool-size', '--labels', '--host-id', '--idle-timeout']],
         [['worker'], ['--config', '--host']],
+        [['control'], ['--config']],
         [['webhook'], ['--config', '--port', '--host', '--secret-env', '--temporal', '--namespace']],
       ] as Array<[string[], string[]]>
     ).flatMap(([verb, flags]) => [
@@ -642,15 +663,19 @@ pools:
     });
     started.push(handle.workflowId);
     const status = await waitUntil(
-      () => json<{ pools: PoolRow[] }>(['status']),
+      () => json<{ pools: PoolRow[]; control: ControlRow[] }>(['status']),
       (s) => s.pools.some((p) => p.name === orphan),
       30_000,
       'orphan pool',
     );
-    expect(status.pools.find((p) => p.name === orphan)).toEqual({ workflowId: `pool/${orphan}`, name: orphan, error: 'no answer within 5s; is a worker serving its task queue?' });
+    expect(status.pools.find((p) => p.name === orphan)).toEqual({ workflowId: `pool/${orphan}`, name: orphan, taskQueue: `nobody-${tag}`, error: 'no answer within 5s; is a worker serving its task queue?' });
     expect(status.pools.find((p) => p.name === poolA)?.status?.pool).toBe(poolA);
+    // …and the control-plane section says why: nobody polls its queue.
+    expect(status.control.find((c) => c.taskQueue === `nobody-${tag}`)).toEqual({ taskQueue: `nobody-${tag}`, workers: [] });
+    expect(status.control.find((c) => c.taskQueue === taskQueue)?.workers.length).toBeGreaterThan(0);
     const table = await ekiden(['status', ...conn]);
     expect(table.out).toMatch(new RegExp(`^${orphan}\\s+\\?\\s+\\(query failed: .+\\)$`, 'm'));
+    expect(table.out).toContain(`nobody-${tag}: no worker serves it — its pools and runners wait; start \`ekiden control --config FILE\``);
   });
 
   it('pool delete cancels the pool; --wait reports when it has closed', async () => {
