@@ -39,6 +39,18 @@ function platformProblem(driver: { kind: string; tartBinary?: string }): string 
   return undefined;
 }
 
+/** Runs `run` with SIGTERM / SIGINT calling `stop` (a drain), and the handlers removed after. */
+async function untilSignal(stop: () => void, run: () => Promise<void>): Promise<void> {
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    await run();
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+}
+
 /** The worker's two connections to Temporal (closed by `closers`) and Ekiden's search attributes on the namespace, created where missing. */
 async function connectFleet(temporal: TemporalSettings, credentials: TemporalCredentials, env: Record<string, string | undefined>, closers: Array<() => Promise<void>>) {
   const address = temporal.address;
@@ -105,20 +117,17 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       identity: `ekiden-control@${hostname()}:${process.pid}`,
     });
-    const stop = () => {
-      if (control.worker.getState() === 'RUNNING') control.worker.shutdown();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    try {
-      const running = control.worker.run();
-      await control.arrive();
-      console.error(JSON.stringify({ level: 'INFO', msg: 'control plane running', taskQueue: config.temporal.taskQueue, pid: process.pid, roundEveryMs: config.control.intervalMs }));
-      await running;
-    } finally {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-    }
+    await untilSignal(
+      () => {
+        if (control.worker.getState() === 'RUNNING') control.worker.shutdown();
+      },
+      async () => {
+        const running = control.worker.run();
+        await control.arrive();
+        console.error(JSON.stringify({ level: 'INFO', msg: 'control plane running', taskQueue: config.temporal.taskQueue, pid: process.pid, roundEveryMs: config.control.intervalMs }));
+        await running;
+      },
+    );
     return 0;
   } finally {
     for (const close of closers.reverse()) await close().catch(() => {});
@@ -197,18 +206,15 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
         ...(config.driver.kind === 'qemu' ? { qemuImagesDir: config.driver.imagesDir } : {}),
       },
     });
-    const stop = () => worker.shutdown();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    try {
-      console.error(JSON.stringify({ level: 'INFO', msg: 'host worker running', host: config.host.id, pid: process.pid, control: config.host.control }));
-      const running = worker.run();
-      if (!config.host.control) void warnWithoutControlPlane(client, config.temporal.taskQueue);
-      await running;
-    } finally {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-    }
+    await untilSignal(
+      () => worker.shutdown(),
+      async () => {
+        console.error(JSON.stringify({ level: 'INFO', msg: 'host worker running', host: config.host.id, pid: process.pid, control: config.host.control }));
+        const running = worker.run();
+        if (!config.host.control) void warnWithoutControlPlane(client, config.temporal.taskQueue);
+        await running;
+      },
+    );
     return 0;
   } finally {
     for (const close of closers.reverse()) await close().catch(() => {});

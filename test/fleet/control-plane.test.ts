@@ -17,12 +17,12 @@ import { SA_POOL } from '../../core/search-attributes.js';
 import { createJit } from '../../emulator/github/testing.js';
 import { ImageCache } from '../../host/image-cache.js';
 import { ensureFleetSchedule, FLEET_ROUND_WORKFLOW } from '../../temporal/fleet-schedule.js';
-import { hostStatusQuery, poolStatusQuery, type FleetRoundResult, type PoolConfig } from '../../workflows/api.js';
+import { hostStatusQuery, poolStatusQuery, type FleetRoundResult } from '../../workflows/api.js';
 import type { PoolWorkflow } from '../../workflows/pool.js';
 import { controlLines } from '../../cli/status.js';
 import { recordFixture } from '../support/fixtures.js';
 import { killAll, runEkiden, startEkiden, type EkidenChild } from '../cli/ekiden-process.js';
-import { createHarness, IMAGE, REPO, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
+import { createHarness, REPO, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
 const DAY = 24 * 3_600_000;
@@ -41,8 +41,8 @@ describe.skipIf(skip)('control plane apart from the hosts', () => {
       JSON.stringify({
         temporal: { address: inject('temporalAddress'), namespace: 'default', taskQueue: h.taskQueue },
         github: { apiUrl: h.emulatorUrl, scope: `repo:${REPO}`, auth: { tokenEnv: 'EKIDEN_TEST_GITHUB_TOKEN' }, writeSpacingMs: 0 },
-        // A round an hour: the test triggers the one it checks.
-        control: { interval: '1h' },
+        // A round a day, paused before the test triggers the one it checks: no scheduled one joins it.
+        control: { interval: '1d' },
         hosts: [{ id: h.hostId, dataDir: join(h.dir, 'host'), driver: h.driverSettings, capacity: 2, pollIntervalMs: 200, shutdownGraceMs: 1000 }],
       }),
     );
@@ -84,20 +84,7 @@ describe.skipIf(skip)('control plane apart from the hosts', () => {
     expect(host.err()).toContain('"control":false');
 
     const name = `cp-${Date.now().toString(36).slice(-5)}`;
-    const config: PoolConfig = {
-      name,
-      hosts: [h.hostId],
-      image: IMAGE,
-      labels: ['self-hosted', `lbl-${name}`],
-      runnerGroupId: 1,
-      runnerDir: 'actions-runner',
-      credential: 'jit',
-      size: 1,
-      minIdle: 0,
-      max: 1,
-      timing: h.timing(),
-      backoff: { initialMs: 500, maxMs: 2_000 },
-    };
+    const config = h.poolConfig(name, { size: 1, max: 1, backoff: { initialMs: 500, maxMs: 2_000 } });
     pool = await h.client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolWorkflowId(name),
       taskQueue: h.taskQueue,
@@ -140,7 +127,7 @@ describe.skipIf(skip)('control plane apart from the hosts', () => {
     const schedule = h.client.schedule.getHandle(fleetScheduleId(h.taskQueue));
     const desc = await schedule.describe();
     expect(desc.spec.intervals).toHaveLength(1);
-    expect(desc.spec.intervals![0]!.every).toBe(3_600_000);
+    expect(desc.spec.intervals![0]!.every).toBe(86_400_000);
     expect(desc.action).toMatchObject({ type: 'startWorkflow', workflowType: FLEET_ROUND_WORKFLOW, taskQueue: h.taskQueue });
     expect(desc.policies.overlap).toBe('SKIP');
 
@@ -154,12 +141,14 @@ describe.skipIf(skip)('control plane apart from the hosts', () => {
     await aWeekAgo.ensure(stale, 4096, async (dir) => writeFileSync(join(dir, 'disk.qcow2'), Buffer.alloc(4096, 1)), { inUse: new Set(), referenced: new Set() });
 
     const roundsBefore = await rounds();
+    await schedule.pause('test: only the triggered round');
     await schedule.trigger();
     const id = await waitUntil(rounds, (r) => r.length > roundsBefore.length, 20_000, 'a round started').then((r) => r.find((x) => !roundsBefore.includes(x))!);
     const result = (await h.client.workflow.getHandle(id).result()) as FleetRoundResult;
-    expect(result.github).toEqual({ removed: [orphan] });
-    expect(result.references).toMatchObject({ complete: true });
-    expect(result.hosts).toEqual([{ id: h.hostId, state: 'up', images: { held: 0, bytes: 0, deleted: [stale] } }]);
+    const seen = `round ${id}: ${JSON.stringify(result)}; GitHub runners: ${JSON.stringify(h.emulator.runners().map((r) => [r.name, r.status, r.busy]))}`;
+    expect(result.github, seen).toEqual({ removed: [orphan] });
+    expect(result.references, seen).toMatchObject({ complete: true });
+    expect(result.hosts, seen).toEqual([{ id: h.hostId, state: 'up', images: { held: 0, bytes: 0, deleted: [stale] } }]);
     const names = h.emulator.runners().map((r) => r.name);
     expect(names).not.toContain(orphan);
     expect(names).toContain('someone-elses-box');
@@ -169,7 +158,7 @@ describe.skipIf(skip)('control plane apart from the hosts', () => {
     // The HostWorkflow reconciled its host (first round at start) without a GitHub call of its own.
     const history = await h.client.workflow.getHandle(hostWorkflowId(h.hostId)).fetchHistory();
     const scheduled = (history.events ?? []).map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter(Boolean);
-    expect(scheduled).toContain('reconcileHost');
+    expect(scheduled, JSON.stringify(scheduled)).toContain('reconcileHost');
     expect(scheduled).not.toContain('reconcileGitHub');
     // This release's replay fixtures (test/workflows/histories.test.ts replays them).
     recordFixture('fleet-round', await h.client.workflow.getHandle(id).fetchHistory());
@@ -178,7 +167,8 @@ describe.skipIf(skip)('control plane apart from the hosts', () => {
 
   it('every control-plane start makes the schedule match: unchanged when it does, updated when the interval changed, an operator\'s pause kept', async () => {
     const schedule = h.client.schedule.getHandle(fleetScheduleId(h.taskQueue));
-    expect(await ensureFleetSchedule(h.client, h.taskQueue, { intervalMs: 3_600_000 })).toEqual({ action: 'unchanged' });
+    await schedule.unpause();
+    expect(await ensureFleetSchedule(h.client, h.taskQueue, { intervalMs: 86_400_000 })).toEqual({ action: 'unchanged' });
     await schedule.pause('maintenance window');
     expect(await ensureFleetSchedule(h.client, h.taskQueue, { intervalMs: 30 * 60_000 })).toEqual({ action: 'updated', changes: ['interval', 'policies', 'round settings'] });
     const desc = await schedule.describe();

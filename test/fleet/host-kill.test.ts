@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { hostWorkflowId, poolWorkflowId } from '../../core/names.js';
 import { SA_POOL } from '../../core/search-attributes.js';
-import { hostStatusQuery, poolStatusQuery, type PoolConfig } from '../../workflows/api.js';
+import { hostStatusQuery, poolStatusQuery } from '../../workflows/api.js';
 import type { HostWorkflow } from '../../workflows/host.js';
 import type { PoolWorkflow } from '../../workflows/pool.js';
-import { createHarness, IMAGE, REPO, ROOT, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
+import { createHarness, REPO, ROOT, TOKEN, temporalSkipReason, waitUntil, type Harness } from '../support/harness.js';
 
 const skip = temporalSkipReason();
 
@@ -62,20 +62,7 @@ describe.skipIf(skip)('host worker killed with SIGKILL', () => {
     await waitUntil(() => host.query(hostStatusQuery), (s) => s.state === 'up', 60_000, 'host up');
 
     const name = `hk-${Date.now().toString(36).slice(-5)}`;
-    const config: PoolConfig = {
-      name,
-      hosts: [h.hostId],
-      image: IMAGE,
-      labels: ['self-hosted', `lbl-${name}`],
-      runnerGroupId: 1,
-      runnerDir: 'actions-runner',
-      credential: 'jit',
-      size: 2,
-      minIdle: 0,
-      max: 2,
-      timing: h.timing(),
-      backoff: { initialMs: 500, maxMs: 2_000 },
-    };
+    const config = h.poolConfig(name, { size: 2, max: 2, backoff: { initialMs: 500, maxMs: 2_000 } });
     const pool = await h.client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {
       workflowId: poolWorkflowId(name),
       taskQueue: h.taskQueue,

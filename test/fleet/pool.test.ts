@@ -50,23 +50,9 @@ describe.skipIf(skip)('pools on a real Temporal server', () => {
   });
 
   function config(o: Partial<PoolConfig> = {}): PoolConfig {
-    const name = `p${++seq}-${Date.now().toString(36).slice(-4)}`;
-    return {
-      name,
-      hosts: [h.hostId],
-      image: IMAGE,
-      labels: ['self-hosted', `lbl-${name}`],
-      runnerGroupId: 1,
-      runnerDir: 'actions-runner',
-      credential: 'jit',
-      size: 1,
-      minIdle: 0,
-      max: 4,
-      timing: h.timing(),
-      backoff: { initialMs: 1_000, maxMs: 4_000 },
-      ...o,
-    };
+    return h.poolConfig(`p${++seq}-${Date.now().toString(36).slice(-4)}`, o);
   }
+
 
   async function startPool(c: PoolConfig, tuning: Partial<PoolTuning> = {}): Promise<WorkflowHandle<typeof PoolWorkflow>> {
     const handle = await h.client.workflow.start<typeof PoolWorkflow>('PoolWorkflow', {

@@ -21,7 +21,7 @@ import { installStandinRunner } from '../../emulator/runner/install.js';
 import { createOctokit, scopeWebUrl } from '../../github/client.js';
 import { RunnerRegistry } from '../../github/runners.js';
 import { createHostWorker, type HostImageOptions, type HostWorker, type HostWorkerOptions } from '../../workers/host-worker.js';
-import type { HostTiming } from '../../workflows/api.js';
+import type { HostTiming, PoolConfig } from '../../workflows/api.js';
 import { installRuntime } from '../../workers/logging.js';
 
 export const REPO = 'acme/app';
@@ -78,6 +78,8 @@ export interface Harness {
   spec(overrides?: Partial<RunnerSpec>): RunnerSpec;
   /** Test timing (short timeouts) with every other value resolved: a RunnerWorkflow input's `timing`. */
   timing(overrides?: Partial<RunnerTiming>): RunnerTiming;
+  /** A pool `name` on this harness's host and image, labelled `lbl-<name>`, with test timing and a short backoff. */
+  poolConfig(name: string, overrides?: Partial<PoolConfig>): PoolConfig;
   startWorker(opts?: WorkerOptions): Promise<HostWorker>;
   /** A worker of this harness's kind that the caller runs and stops itself. */
   createWorker(opts: WorkerOptions): Promise<HostWorker>;
@@ -170,6 +172,21 @@ export async function createHarness(name: string, opts: { bootDelayMs?: number; 
     }),
     timing: (o) =>
       resolveRunnerTiming({ heartbeatTimeoutMs: 3_000, idleTimeoutMs: 60_000, bootTimeoutMs: 20_000, hostCleanupTimeoutMs: 60_000, deregisterTimeoutMs: 60_000, ...o }),
+    poolConfig: (name, o) => ({
+      name,
+      hosts: [hostId],
+      image: qemu ? DEFAULT_QEMU_IMAGE : IMAGE,
+      labels: ['self-hosted', `lbl-${name}`],
+      runnerGroupId: 1,
+      runnerDir: 'actions-runner',
+      credential: 'jit',
+      size: 1,
+      minIdle: 0,
+      max: 4,
+      timing: h.timing(),
+      backoff: { initialMs: 1_000, maxMs: 4_000 },
+      ...o,
+    }),
     async createWorker(o) {
       return createHostWorker({
         connection: nativeConnection,
