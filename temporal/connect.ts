@@ -305,8 +305,8 @@ export class TemporalConnectError extends Error {
 }
 
 /** A client Connection to `address`, or a TemporalConnectError with the one line of connectFailure. */
-export async function connectClient(address: string, c: TemporalCredentials, env: Env, opts: { timeoutMs?: number } = {}): Promise<Connection> {
-  const loaded = loadCredentials(c, env);
+export async function connectClient(address: string, c: TemporalCredentials, env: Env, opts: { timeoutMs?: number; loaded?: LoadedCredentials } = {}): Promise<Connection> {
+  const loaded = opts.loaded ?? loadCredentials(c, env);
   try {
     const connection = await Connection.connect({ ...connectOptions(address, loaded), ...(opts.timeoutMs ? { connectTimeout: opts.timeoutMs } : {}) });
     return connection;
@@ -315,9 +315,8 @@ export async function connectClient(address: string, c: TemporalCredentials, env
   }
 }
 
-/** A worker's NativeConnection to `address`, with the same one-line failures. */
-export async function connectNative(address: string, c: TemporalCredentials, env: Env): Promise<NativeConnection> {
-  const loaded = loadCredentials(c, env);
+/** A worker's NativeConnection to `address`, with the same one-line failures (`loaded`: credentials already read and checked). */
+export async function connectNative(address: string, c: TemporalCredentials, env: Env, loaded: LoadedCredentials = loadCredentials(c, env)): Promise<NativeConnection> {
   let connection: NativeConnection | undefined;
   try {
     connection = await NativeConnection.connect(connectOptions(address, loaded) as Parameters<typeof NativeConnection.connect>[0]);

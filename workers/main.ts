@@ -26,7 +26,7 @@ import { installRuntime } from './logging.js';
 import { pauseAfterActivities } from './test-hooks.js';
 import { errorMessage } from '../core/failures.js';
 import { claimDataDir, DataDirError, DataDirInUseError, type DataDirLock } from '../host/data-dir-lock.js';
-import { connectClient, connectNative, credentialsFor, loadCredentials, type TemporalCredentials } from '../temporal/connect.js';
+import { connectClient, connectNative, credentialsFor, loadCredentials, type LoadedCredentials, type TemporalCredentials } from '../temporal/connect.js';
 import { ensureNamespace } from '../temporal/namespace-setup.js';
 
 export const WORKFLOW_BUNDLE = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
@@ -52,12 +52,18 @@ async function untilSignal(stop: () => void, run: () => Promise<void>): Promise<
 }
 
 /** The worker's two connections to Temporal (closed by `closers`) and Ekiden's search attributes on the namespace, created where missing. */
-async function connectFleet(temporal: TemporalSettings, credentials: TemporalCredentials, env: Record<string, string | undefined>, closers: Array<() => Promise<void>>) {
+async function connectFleet(
+  temporal: TemporalSettings,
+  credentials: TemporalCredentials,
+  loaded: LoadedCredentials,
+  env: Record<string, string | undefined>,
+  closers: Array<() => Promise<void>>,
+) {
   const address = temporal.address;
-  const connection = await connectNative(address, credentials, env);
+  const connection = await connectNative(address, credentials, env, loaded);
   closers.push(() => connection.close());
   // The fleet side (reconcile at start, host announcement, slots) uses a client connection.
-  const clientConnection = await connectClient(address, credentials, env);
+  const clientConnection = await connectClient(address, credentials, env, { loaded });
   closers.push(() => clientConnection.close());
   // Ekiden's search attributes on the namespace, created where missing (else one line naming them and the fix).
   const setup = await ensureNamespace(clientConnection.operatorService, { address, namespace: temporal.namespace }, { create: true });
@@ -93,10 +99,13 @@ async function warnWithoutControlPlane(client: Client, taskQueue: string, afterM
 export async function runControlFromConfig(configPath: string, env: Record<string, string | undefined>): Promise<number> {
   let config: ControlPlaneConfig;
   let credentials: TemporalCredentials;
+  let loaded: LoadedCredentials;
+  let registry: RegistryEndpoint | undefined;
   try {
     config = parseControlPlaneConfig(loadConfigFile(configPath), env, { configFile: configPath });
+    registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
     credentials = credentialsFor(config.temporal, env);
-    loadCredentials(credentials, env);
+    loaded = loadCredentials(credentials, env);
   } catch (err) {
     const reason = err instanceof ConfigError ? err.message : `cannot read ${configPath}: ${errorMessage(err)}`;
     console.error(`ekiden control: ${reason}`);
@@ -105,7 +114,7 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
   const closers: Array<() => Promise<void>> = [];
   try {
     installRuntime();
-    const { connection, client } = await connectFleet(config.temporal, credentials, env, closers);
+    const { connection, client } = await connectFleet(config.temporal, credentials, loaded, env, closers);
     const control = await createControlWorker({
       connection,
       client,
@@ -114,6 +123,7 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
       github: new RunnerRegistry(createOctokit(config.github), config.github.scope),
       workflowBundlePath: WORKFLOW_BUNDLE,
       fleetSchedule: { intervalMs: config.control.intervalMs },
+      ...(registry ? { registry } : {}),
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       identity: `ekiden-control@${hostname()}:${process.pid}`,
     });
@@ -151,10 +161,11 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   // The registry password and Temporal's credentials are read before anything starts: a missing or unusable one is a config error.
   let registry: RegistryEndpoint | undefined;
   let credentials: TemporalCredentials;
+  let loaded: LoadedCredentials;
   try {
     registry = config.registry ? registryEndpoint(config.registry, env) : undefined;
     credentials = credentialsFor(config.temporal, env);
-    loadCredentials(credentials, env);
+    loaded = loadCredentials(credentials, env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`ekiden worker: ${err.message}`);
@@ -178,7 +189,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
   const closers: Array<() => Promise<void>> = [];
   try {
     installRuntime();
-    const { connection, client } = await connectFleet(config.temporal, credentials, env, closers);
+    const { connection, client } = await connectFleet(config.temporal, credentials, loaded, env, closers);
     const octokit = createOctokit(config.github);
     // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).
     const imageCache = hostImageCache(config.host.dataDir, { cacheBudgetBytes: config.host.imageCache.budgetBytes, cacheRetentionMs: config.host.imageCache.retentionMs });
