@@ -29,8 +29,28 @@ const SSH_FAILURE: Record<SshErrorCode, FailureType> = {
   failed: FailureType.SshFailed,
 };
 
+/** The "no space left on device" somewhere in `err`'s cause chain (an fs call's ENOSPC, or a tool's stderr), if any. */
+export function diskFullMessage(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; e instanceof Error && depth < 5; depth++) {
+    if ((e as { code?: unknown }).code === 'ENOSPC' || /no space left on device/i.test(e.message)) return e.message;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 export function toFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure) return err;
+  const full = err instanceof DriverError && err.code === 'cache-full' ? undefined : diskFullMessage(err);
+  if (full !== undefined) {
+    // Retrying into a full disk only fills it again: the runner fails, cleans up, and its pool backs off.
+    return ApplicationFailure.create({
+      message: `the host's disk is full: ${full.split('\n')[0]}; free space on the host, or lower its capacity`,
+      type: FailureType.HostDiskFull,
+      nonRetryable: true,
+      cause: err instanceof Error ? err : undefined,
+    });
+  }
   if (err instanceof GitHubError) {
     return ApplicationFailure.create({
       message: err.message,

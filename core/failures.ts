@@ -62,6 +62,8 @@ export const FailureType = {
   RegistryUnavailable: 'EkidenRegistryUnavailable',
   /** The host's image cache (its budget, or the disk) has no room for the image. */
   ImageCacheFull: 'EkidenImageCacheFull',
+  /** The host's disk filled up under a step (a clone, a log): the runner fails and its pool backs off, instead of retrying into a full disk. */
+  HostDiskFull: 'EkidenHostDiskFull',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
@@ -93,6 +95,7 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   EkidenRegistryAuth: false,
   EkidenRegistryUnavailable: true,
   EkidenImageCacheFull: false,
+  EkidenHostDiskFull: false,
   EkidenSshFailed: true,
 };
 

@@ -298,6 +298,10 @@ export class FakeDriver implements VmDriver {
           // Another process cloned the same name meanwhile: that clone stands.
           if (!['EEXIST', 'ENOTEMPTY'].includes(errCode(err) ?? '')) throw err;
         }
+      } catch (err) {
+        // Say where: Node's ENOSPC from a copy or a write names no file.
+        if (errCode(err) === 'ENOSPC') throw new DriverError('failed', `cannot clone ${args.name} into ${path.dirname(tmp)}: ${(err as Error).message}`, { cause: err });
+        throw err;
       } finally {
         await fs.rm(tmp, { recursive: true, force: true });
       }

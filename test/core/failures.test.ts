@@ -9,6 +9,8 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorMessage, failureMessage, failureType, FailureType, isFailureType, NON_RETRYABLE, RETRYABLE } from '../../core/failures.js';
 import { ROOT } from '../support/harness.js';
+import { toFailure } from '../../activities/failures.js';
+import { DriverError } from '../../drivers/types.js';
 
 const SOURCE_DIRS = ['activities', 'bench', 'cli', 'config', 'core', 'drivers', 'emulator', 'github', 'host', 'ssh', 'temporal', 'webhooks', 'workers', 'workflows'];
 
@@ -98,5 +100,23 @@ describe('the failure registry', () => {
     expect(failureMessage('text')).toBe('text');
     expect(errorMessage(new Error('boom'))).toBe('boom');
     expect(errorMessage(42)).toBe('42');
+  });
+
+  it('a full disk is HostDiskFull, final, whichever layer said it; a full image cache stays ImageCacheFull', () => {
+    const fsFull = Object.assign(new Error("ENOSPC: no space left on device, copyfile '/img/disk' -> '/vms/.tmp-x/disk'"), { code: 'ENOSPC' });
+    const cases: Array<[unknown, string]> = [
+      [fsFull, FailureType.HostDiskFull],
+      [new DriverError('failed', 'qemu-img create failed: qemu-img: /vms/x/disk.qcow2: Could not write: No space left on device'), FailureType.HostDiskFull],
+      [new Error('clone failed', { cause: fsFull }), FailureType.HostDiskFull],
+      [new DriverError('cache-full', 'image cache: needs 9 GiB, no space left on device (2 GiB free)'), FailureType.ImageCacheFull],
+      [new DriverError('failed', 'qemu exited with 1'), FailureType.DriverFailed],
+    ];
+    for (const [err, type] of cases) {
+      const f = toFailure(err) as ApplicationFailure;
+      expect(f.type, String(err)).toBe(type);
+      expect(f.nonRetryable).toBe(!RETRYABLE[type as FailureType]);
+    }
+    expect((toFailure(fsFull) as ApplicationFailure).message).toBe("the host's disk is full: ENOSPC: no space left on device, copyfile '/img/disk' -> '/vms/.tmp-x/disk'; free space on the host, or lower its capacity");
+    expect(toFailure(new Error('plain'))).toBeInstanceOf(Error);
   });
 });
