@@ -260,6 +260,8 @@ export function createImageHostActivities(deps: ImageHostDeps) {
         const r = await beating(beat, () => progress, (signal) =>
           pushQemuImage(client, args.repository, args.imageDir, {
             annotations: args.annotations,
+            // Tagged with its own digest: the registry lists tags, never untagged manifests (retention, pruneRegistry).
+            tagWithDigest: true,
             signal,
             onProgress: (p) => {
               if (p.phase !== 'push') return;
@@ -342,7 +344,22 @@ export function createImageHostActivities(deps: ImageHostDeps) {
 
 export interface ImageSharedDeps {
   client: Client;
+  /** The fleet's registry (registry retention deletes pruned builds there); absent: retention is off. */
+  registry?: RegistryEndpoint;
 }
+
+/** What registry retention did for one image of the fleet. */
+export interface RegistryPrune {
+  image: string;
+  repository?: string;
+  /** Manifest digests deleted this round. */
+  deleted: string[];
+  /** Why nothing (or not everything) was deleted. */
+  skipped?: string;
+}
+
+/** A tag Ekiden's push gave a build: its manifest's sha256 in hex (registry/qemu-artifact.ts). */
+const BUILD_TAG = /^[0-9a-f]{64}$/;
 
 export function createImageSharedActivities(deps: ImageSharedDeps) {
   const catalog = (image: string, keep: number, promote: 'auto' | 'manual'): { workflowId: string; taskQueue: string; args: [ImageCatalogInput] } => ({
@@ -415,6 +432,71 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
         add(/@(sha256:[0-9a-f]{64})$/.exec(s.config.image)?.[1]);
       });
       return { digests: [...digests].sort(), complete };
+    },
+    /**
+     * Registry retention, once per fleet round: for each image catalog of this fleet, the builds
+     * Ekiden pushed to the fleet's registry (tags that are their manifest's own sha256) that
+     * nothing in `referenced` (every catalog's kept builds, every pool's and runner's image)
+     * names any more are deleted from the registry. Other tags are never touched. An image with
+     * a build running is left for the next round (its push may not be recorded yet). The
+     * registry frees the blobs at its own garbage collection.
+     */
+    async pruneRegistry(args: { referenced: string[] }): Promise<RegistryPrune[]> {
+      const registry = deps.registry;
+      if (!registry) return [];
+      const referenced = new Set(args.referenced);
+      const registryHost = new URL(registry.url).host;
+      const queue = Context.current().info.taskQueue;
+      const out: RegistryPrune[] = [];
+      const client = new RegistryClient(registry);
+      try {
+        for await (const info of deps.client.workflow.list({ query: `WorkflowType = 'ImageCatalogWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${queue}'` })) {
+          const status = await deps.client.workflow.getHandle(info.workflowId).query(imageStatusQuery);
+          const result: RegistryPrune = { image: status.image, deleted: [] };
+          out.push(result);
+          const ref = status.builds[0]?.ref;
+          const at = ref?.lastIndexOf('@') ?? -1;
+          const slash = ref?.indexOf('/') ?? -1;
+          if (!ref || at < 0 || slash < 0) {
+            result.skipped = 'no build recorded yet';
+            continue;
+          }
+          const host = ref.slice(0, slash);
+          const repository = ref.slice(slash + 1, at);
+          result.repository = repository;
+          if (host !== registryHost) {
+            result.skipped = `its builds are in ${host}, the fleet's registry is ${registryHost}`;
+            continue;
+          }
+          let building = false;
+          for await (const build of deps.client.workflow.list({ query: `WorkflowType = 'ImageBuildWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH 'image-build/${status.image}/'` })) {
+            building = Boolean(build);
+            break;
+          }
+          if (building) {
+            result.skipped = 'a build is running; its push may not be recorded yet';
+            continue;
+          }
+          try {
+            for (const tag of await client.listTags(repository)) {
+              const digest = `sha256:${tag}`;
+              if (!BUILD_TAG.test(tag) || referenced.has(digest)) continue;
+              // Ekiden's only when the tag names its own manifest (a tag left by an earlier delete names none).
+              if ((await client.manifestExists(repository, tag)) !== digest) continue;
+              await client.deleteManifest(repository, digest);
+              result.deleted.push(digest);
+              Context.current().heartbeat();
+            }
+          } catch (err) {
+            const message = errorMessage(err);
+            result.skipped = /\b405\b|unsupported/i.test(message) ? `the registry refuses deletes (${message}); enable them (distribution: storage.delete.enabled: true)` : message;
+          }
+          if (result.deleted.length > 0) log.info('registry: deleted pruned builds', { image: status.image, repository, deleted: result.deleted });
+        }
+      } finally {
+        client.close();
+      }
+      return out;
     },
     async recordImageBuild(args: { keep: number; promote: 'auto' | 'manual'; record: ImageBuildRecord }): Promise<void> {
       await deps.client.workflow.signalWithStart<typeof ImageCatalogWorkflow, [ImageBuildRecord]>('ImageCatalogWorkflow', {

@@ -48,6 +48,8 @@ export interface ControlPlaneConfig {
   github: GitHubSettings;
   control: ControlConfig;
   testing?: { pauseAfter: string[] };
+  /** The registry image builds are pushed to: the fleet round deletes pruned builds there. */
+  registry?: RegistrySettings;
 }
 
 export interface WorkerConfigOptions {
@@ -114,5 +116,6 @@ export function parseControlPlaneConfig(raw: unknown, env: Record<string, string
     github: githubOf(fleet.github, env, 'the control plane'),
     control: fleet.control,
     ...(fleet.testing ? { testing: fleet.testing } : {}),
+    ...(fleet.registry ? { registry: fleet.registry } : {}),
   };
 }

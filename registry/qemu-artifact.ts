@@ -80,6 +80,8 @@ export interface ImageProgress {
 export interface PushQemuImageOptions {
   /** Tag to store the manifest under; without it the manifest is stored by digest only. */
   tag?: string;
+  /** Without `tag`: tag the manifest with its own sha256 in hex (how Ekiden's builds are pushed, so retention can list them). */
+  tagWithDigest?: boolean;
   /** Extra manifest annotations (`io.ekiden.image.*` keys, see QEMU_ANNOTATIONS and docs/images-oci.md). */
   annotations?: Record<string, string>;
   /** Size of the disk's chunks (default 256 MiB). Changing it changes every chunk blob. */
@@ -247,7 +249,8 @@ export async function pushQemuImage(client: RegistryClient, repo: string, imageD
     done += layer.size;
     uploaded += r.uploaded;
   }
-  const digest = await client.putManifest(repo, opts.tag ?? sha256(bytes), bytes, OCI_MANIFEST, { signal });
+  const own = sha256(bytes);
+  const digest = await client.putManifest(repo, opts.tag ?? (opts.tagWithDigest ? own.slice('sha256:'.length) : own), bytes, OCI_MANIFEST, { signal });
   return { digest, size: total, layers, uploaded };
 }
 

@@ -15,6 +15,7 @@ import { createImageSharedActivities } from '../activities/images.js';
 import { errorMessage } from '../core/failures.js';
 import { fleetScheduleId, SHARED_TASK_QUEUE } from '../core/names.js';
 import type { RunnerRegistry } from '../github/runners.js';
+import type { RegistryEndpoint } from '../registry/client.js';
 import { ensureFleetSchedule, type FleetScheduleOptions } from '../temporal/fleet-schedule.js';
 
 export interface ControlWorkerOptions {
@@ -27,6 +28,8 @@ export interface ControlWorkerOptions {
   taskQueue?: string;
   /** Without a client: workflows and GitHub activities only (no fleet activities, no schedule). */
   client?: Client;
+  /** The fleet's registry: the fleet round deletes pruned builds there (absent: registry retention is off). */
+  registry?: RegistryEndpoint;
   /** The fleet schedule this worker keeps (absent: it leaves the schedule alone). */
   fleetSchedule?: FleetScheduleOptions;
   confirmDelayMs?: number;
@@ -59,7 +62,7 @@ export async function createControlWorker(opts: ControlWorkerOptions): Promise<C
     activities: {
       ...createGitHubActivities({ github: opts.github }),
       ...(client ? createFleetSharedActivities({ client, github: opts.github }) : {}),
-      ...(client ? createImageSharedActivities({ client }) : {}),
+      ...(client ? createImageSharedActivities({ client, ...(opts.registry ? { registry: opts.registry } : {}) }) : {}),
     },
     interceptors: { activityInbound: opts.activityInbound ?? [] },
     shutdownGraceTime: opts.shutdownGraceMs ?? 10_000,

@@ -189,6 +189,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
         workflowBundlePath: opts.workflowBundlePath,
         ...(client ? { client } : {}),
         ...(opts.fleetSchedule ? { fleetSchedule: opts.fleetSchedule } : {}),
+        ...(opts.images?.registry ? { registry: opts.images.registry } : {}),
         confirmDelayMs: opts.confirmDelayMs ?? 2_000,
         shutdownGraceMs: grace,
         activityInbound: opts.activityInbound ?? [],

@@ -322,6 +322,8 @@ export interface FleetRoundResult {
   github: { removed: string[] } | { error: string };
   /** Image digests the fleet may still start a runner on; `complete` false when some pool or catalog did not answer (no GC then). */
   references: { digests: number; complete: boolean } | { error: string };
+  /** Registry retention per image (absent: the references were incomplete, or a round from before it). */
+  registry?: Array<{ image: string; repository?: string; deleted: string[]; skipped?: string }>;
   hosts: Array<{ id: string; state: HostStatus['state']; images?: { held: number; bytes: number; deleted: string[]; gcSkipped?: string }; error?: string }>;
 }
 

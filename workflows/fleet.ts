@@ -11,16 +11,22 @@
  *   (it is not waited for); when some pool or catalog did not answer, hosts only report.
  *   Each host's result is sent to its HostWorkflow (`ekiden hosts` shows it).
  *
+ * - Registry: with the fleet's references complete, the builds Ekiden pushed that no catalog
+ *   keeps and nothing runs on are deleted from the registry (activities/images.ts pruneRegistry).
+ *
  * Host-local reconciliation (orphan VMs and credentials, lease audits) stays with each
  * HostWorkflow: it needs nothing from the rest of the fleet.
  */
-import { getExternalWorkflowHandle, log, proxyActivities } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, log, patched, proxyActivities } from '@temporalio/workflow';
 import type { FleetSharedActivities } from '../activities/fleet.js';
 import type { ImageHostActivities, ImageSharedActivities } from '../activities/images.js';
 import { ms } from '../core/durations.js';
 import { errorMessage } from '../core/failures.js';
 import { hostTaskQueue, hostWorkflowId } from '../core/names.js';
 import { hostImagesSignal, type FleetRoundInput, type FleetRoundResult } from './api.js';
+
+/** Patch: rounds delete pruned builds from the registry (after the GitHub step, before the hosts). */
+export const REGISTRY_RETENTION = 'registry-retention';
 
 export async function FleetRoundWorkflow(input: FleetRoundInput): Promise<FleetRoundResult> {
   const shared = proxyActivities<FleetSharedActivities & ImageSharedActivities>({
@@ -43,6 +49,15 @@ export async function FleetRoundWorkflow(input: FleetRoundInput): Promise<FleetR
     if (refs.complete) referenced = refs.digests;
   } catch (err) {
     result.references = { error: errorMessage(err) };
+  }
+
+  // Registry retention: builds no catalog keeps and nothing runs on leave the registry.
+  if (referenced && patched(REGISTRY_RETENTION)) {
+    try {
+      result.registry = await shared.pruneRegistry({ referenced });
+    } catch (err) {
+      result.registry = [{ image: '*', deleted: [], skipped: errorMessage(err) }];
+    }
   }
 
   const hosts = await shared.fleetHosts();
@@ -70,6 +85,7 @@ export async function FleetRoundWorkflow(input: FleetRoundInput): Promise<FleetR
   );
   const deleted = result.hosts.reduce((n, h) => n + (h.images?.deleted.length ?? 0), 0);
   log.info('fleet round done', {
+    registryDeleted: (result.registry ?? []).reduce((n, r) => n + r.deleted.length, 0),
     githubRemoved: 'removed' in result.github ? result.github.removed.length : 'failed',
     hosts: result.hosts.length,
     imagesDeleted: deleted,

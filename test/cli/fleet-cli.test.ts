@@ -244,6 +244,11 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
     const r2 = await execa(process.execPath, [BIN, 'control', '--config', badInterval], { reject: false, env: { GITHUB_TOKEN: 'x' } });
     expect(r2.exitCode).toBe(2);
     expect(r2.stderr.trim()).toMatch(/^ekiden control: control\.interval: "1s" is not a duration from 10s to 1d/);
+    // The registry (for retention) is read before anything starts: its password variable must be set.
+    const withRegistry = file('control-registry.yaml', 'github: { scope: "org:acme", auth: { tokenEnv: GITHUB_TOKEN } }\nregistry: { url: "https://registry.example.com", username: ekiden, passwordEnv: EKIDEN_REG_PW }\n');
+    const r3 = await execa(process.execPath, [BIN, 'control', '--config', withRegistry], { reject: false, env: { GITHUB_TOKEN: 'x' } });
+    expect(r3.exitCode).toBe(2);
+    expect(r3.stderr.trim()).toMatch(/^ekiden control: registry\.passwordEnv: /);
   });
 
   it('`ekiden worker` with a fleet file: --host picks the entry, and is needed when there are several', async () => {
