@@ -35,7 +35,7 @@ import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, FailureType } from '../core/failures.js';
 import { catalogImageName, imageCatalogWorkflowId } from '../core/names.js';
-import { pullOciImageIntoCache } from '../drivers/qemu-oci.js';
+import { parseOciImageRef, pullOciImageIntoCache } from '../drivers/qemu-oci.js';
 import { imageDigest, loadQemuImage, QEMU_IMAGE_PREFIX } from '../drivers/qemu-image.js';
 import { ImageCacheFullError, type ImageCache } from '../host/image-cache.js';
 import { PackerError, processesMentioning, templateHash } from '../packer/packer.js';
@@ -455,14 +455,18 @@ export function createImageSharedActivities(deps: ImageSharedDeps) {
           const result: RegistryPrune = { image: status.image, deleted: [] };
           out.push(result);
           const ref = status.builds[0]?.ref;
-          const at = ref?.lastIndexOf('@') ?? -1;
-          const slash = ref?.indexOf('/') ?? -1;
-          if (!ref || at < 0 || slash < 0) {
+          if (!ref) {
             result.skipped = 'no build recorded yet';
             continue;
           }
-          const host = ref.slice(0, slash);
-          const repository = ref.slice(slash + 1, at);
+          let host: string;
+          let repository: string;
+          try {
+            ({ host, repository } = parseOciImageRef(ref));
+          } catch (err) {
+            result.skipped = errorMessage(err);
+            continue;
+          }
           result.repository = repository;
           if (host !== registryHost) {
             result.skipped = `its builds are in ${host}, the fleet's registry is ${registryHost}`;
