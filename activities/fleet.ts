@@ -12,6 +12,7 @@ import { Runtime } from '@temporalio/worker';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { hostWorkflowId, parseRunnerName, parseVmName, runToken } from '../core/names.js';
+import { compareText } from '../core/pool-policy.js';
 import type { VmDriver } from '../drivers/types.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { CredentialStore } from '../host/credential-store.js';
@@ -194,7 +195,7 @@ export function createFleetSharedActivities(deps: FleetSharedDeps) {
           hosts.push({ id, state: 'unknown' });
         }
       }
-      return hosts.sort((a, b) => a.id.localeCompare(b.id));
+      return hosts.sort((a, b) => compareText(a.id, b.id));
     },
   };
 }

@@ -29,6 +29,7 @@ import {
   type ScheduleSpec,
 } from '@temporalio/client';
 import { isDeepStrictEqual } from 'node:util';
+import { scheduleIfAny } from '../temporal/fleet-schedule.js';
 import { imageBuildSpec } from '../config/image-build-spec.js';
 import type { ImageSpec, RegistrySettings } from '../config/images.js';
 import { imageBuildWorkflowId, imageScheduleId } from '../core/names.js';
@@ -136,15 +137,6 @@ export type ScheduleOutcome =
   | { action: 'deleted' }
   | { action: 'none' };
 
-async function describeOrUndefined(client: Client, scheduleId: string): Promise<ScheduleDescription | undefined> {
-  try {
-    return await client.schedule.getHandle(scheduleId).describe();
-  } catch (err) {
-    if (err instanceof ScheduleNotFoundError) return undefined;
-    throw err;
-  }
-}
-
 /**
  * Makes the schedule of `image` what `desired` says (undefined: no schedule). One describe,
  * then at most one create, update or delete.
@@ -152,7 +144,7 @@ async function describeOrUndefined(client: Client, scheduleId: string): Promise<
 export async function applySchedule(client: Client, image: string, desired: DesiredSchedule | undefined): Promise<ScheduleOutcome> {
   const scheduleId = imageScheduleId(image);
   const handle = client.schedule.getHandle(scheduleId);
-  let desc = await describeOrUndefined(client, scheduleId);
+  let desc = await scheduleIfAny(client, scheduleId);
   if (!desired) {
     if (!desc) return { action: 'none' };
     try {
@@ -215,7 +207,7 @@ export async function pruneSchedules(client: Client, keep: ReadonlySet<string>, 
     if (!summary.scheduleId.startsWith(SCHEDULE_PREFIX)) continue;
     const image = summary.scheduleId.slice(SCHEDULE_PREFIX.length);
     if (keep.has(image) || image.includes('/')) continue;
-    const desc = await describeOrUndefined(client, summary.scheduleId);
+    const desc = await scheduleIfAny(client, summary.scheduleId);
     if (!desc || desc.action.workflowType !== IMAGE_BUILD_WORKFLOW || desc.action.taskQueue !== taskQueue || !appliedOf(desc)) continue;
     try {
       await client.schedule.getHandle(summary.scheduleId).delete();

@@ -18,6 +18,16 @@ import type { FleetRoundWorkflow } from '../workflows/fleet.js';
 
 export const FLEET_ROUND_WORKFLOW = 'FleetRoundWorkflow';
 
+/** The schedule as the server has it, or undefined when there is none. */
+export async function scheduleIfAny(client: Client, scheduleId: string): Promise<ScheduleDescription | undefined> {
+  try {
+    return await client.schedule.getHandle(scheduleId).describe();
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return undefined;
+    throw err;
+  }
+}
+
 export interface FleetScheduleOptions {
   /** One round every this often. */
   intervalMs: number;
@@ -66,12 +76,7 @@ export async function ensureFleetSchedule(client: Client, taskQueue: string, o: 
   const scheduleId = fleetScheduleId(taskQueue);
   const handle = client.schedule.getHandle(scheduleId);
   const want = desired(taskQueue, o);
-  let desc: ScheduleDescription | undefined;
-  try {
-    desc = await handle.describe();
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-  }
+  let desc = await scheduleIfAny(client, scheduleId);
   if (!desc) {
     try {
       await client.schedule.create<typeof FleetRoundWorkflow>({ scheduleId, ...want, state: { note: 'the fleet round: GitHub reconciliation and image-cache GC' } });
