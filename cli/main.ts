@@ -19,6 +19,7 @@ import type { CliIo } from './io.js';
 import { poolCommand } from './pool.js';
 import { runnersCommand } from './runners.js';
 import { SETUP_USAGE, setupCommand } from './setup.js';
+import { DEPLOYMENT_USAGE, deploymentCommand } from './deployment.js';
 import { statusCommand } from './status.js';
 import type { UpOptions } from './up.js';
 import { packageVersion } from './version.js';
@@ -101,6 +102,7 @@ const USAGE = `usage:
 ${FLEET_USAGE}
 ${IMAGE_USAGE}
 ${SETUP_USAGE}
+${DEPLOYMENT_USAGE}
   ekiden help [VERB...]     a verb's usage and every flag it takes (also: ekiden VERB --help)
   ekiden --version          the version of this CLI`;
 
@@ -202,6 +204,8 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
         return await hostsCommand(rest, cli);
       case 'setup':
         return await setupCommand(rest, cli);
+      case 'deployment':
+        return await deploymentCommand(rest, cli);
       case 'image':
         return await imageCommand(rest, cli);
       case 'help':

@@ -39,6 +39,10 @@ export interface ControlRow {
   taskQueue: string;
   /** Identities of the workers that polled for workflow tasks within CONTROL_LIVE_MS. */
   workers: string[];
+  /** Build ids the live workers poll as (Worker Versioning); empty when they are unversioned. */
+  builds: string[];
+  /** Open workflows pinned to a version (`deployment:buildId`) no live worker polls as: they wait until one does. */
+  stranded: Array<{ version: string; workflows: number }>;
   error?: string;
 }
 
@@ -54,22 +58,49 @@ export async function readControl(session: TemporalSession, taskQueues: string[]
           session.client.workflowService.describeTaskQueue({ namespace: session.target.namespace, taskQueue: { name: taskQueue }, taskQueueType: 1 /* workflow */ }),
         );
         const seen = (p: { lastAccessTime?: { seconds?: unknown; nanos?: number | null } | null }) => Number(p.lastAccessTime?.seconds ?? 0) * 1000;
-        const workers = (r.pollers ?? []).filter((p) => now - seen(p) <= CONTROL_LIVE_MS).map((p) => p.identity ?? '?');
-        return { taskQueue, workers: workers.sort() };
+        const live = (r.pollers ?? []).filter((p) => now - seen(p) <= CONTROL_LIVE_MS);
+        const served = new Set(live.map((p) => (p.deploymentOptions?.buildId ? `${p.deploymentOptions.deploymentName}:${p.deploymentOptions.buildId}` : '')));
+        // A server without Worker Deployments has no such attributes: nothing is pinned there.
+        const pinned = await withTimeout(session, QUERY_TIMEOUT_MS, () => pinnedVersions(session, taskQueue)).catch(() => new Map<string, number>());
+        return {
+          taskQueue,
+          workers: live.map((p) => p.identity ?? '?').sort(),
+          builds: [...new Set(live.map((p) => p.deploymentOptions?.buildId ?? '').filter(Boolean))].sort(),
+          stranded: [...pinned].filter(([v]) => !served.has(v)).map(([version, workflows]) => ({ version, workflows })),
+        };
       } catch (err) {
-        return { taskQueue, workers: [], error: explain(err, QUERY_TIMEOUT_MS) };
+        return { taskQueue, workers: [], builds: [], stranded: [], error: explain(err, QUERY_TIMEOUT_MS) };
       }
     }),
   );
 }
 
+/** Open workflows on `taskQueue` pinned to a Worker Deployment version, counted by `deployment:buildId`. */
+async function pinnedVersions(session: TemporalSession, taskQueue: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const query = `TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running" AND TemporalWorkflowVersioningBehavior = "Pinned"`;
+  for await (const w of session.client.workflow.list({ query, pageSize: 1000 })) {
+    // A system attribute: not in typedSearchAttributes.
+    const version = (w.searchAttributes as Record<string, unknown[] | undefined>)['TemporalWorkerDeploymentVersion']?.[0];
+    if (typeof version === 'string') counts.set(version, (counts.get(version) ?? 0) + 1);
+  }
+  return counts;
+}
+
 export function controlLines(rows: ControlRow[]): string {
   if (rows.length === 0) return '(no pools or hosts)';
   return rows
-    .map((r) => {
-      if (r.error) return `${r.taskQueue}: (could not ask: ${r.error})`;
-      if (r.workers.length === 0) return `${r.taskQueue}: no worker serves it — its pools and runners wait; start \`ekiden control --config FILE\` (or give a host control: true)`;
-      return `${r.taskQueue}: ${r.workers.length} worker${r.workers.length === 1 ? '' : 's'} (${r.workers.join(', ')})`;
+    .flatMap((r) => {
+      if (r.error) return [`${r.taskQueue}: (could not ask: ${r.error})`];
+      const lines =
+        r.workers.length === 0
+          ? [`${r.taskQueue}: no worker serves it — its pools and runners wait; start \`ekiden control --config FILE\` (or give a host control: true)`]
+          : [`${r.taskQueue}: ${r.workers.length} worker${r.workers.length === 1 ? '' : 's'} (${r.workers.join(', ')})${r.builds.length ? `, build ${r.builds.join(', ')}` : ''}`];
+      for (const s of r.stranded) {
+        const build = s.version.slice(s.version.indexOf(':') + 1);
+        lines.push(`${r.taskQueue}: ${s.workflows} workflow${s.workflows === 1 ? '' : 's'} pinned to build ${build} wait: no worker of that version runs; start \`ekiden control\` of that release until they end (ekiden deployment status)`);
+      }
+      return lines;
     })
     .join('\n');
 }

@@ -95,6 +95,19 @@ export interface HostConfig {
 export interface ControlConfig {
   /** GitHub reconciliation and image-cache GC across the fleet, once per round. */
   intervalMs: number;
+  /**
+   * Worker Versioning (docs/upgrades.md): the control plane's workers poll as one version of a
+   * Worker Deployment, and a runner stays on the version it started on. Absent: unversioned
+   * workers (the single-host form's default; `versioning: false`).
+   */
+  versioning?: ControlVersioning;
+}
+
+export interface ControlVersioning {
+  /** The Worker Deployment (default: the fleet's task queue name). */
+  deployment: string;
+  /** This worker's build id (default: Ekiden's package version). */
+  buildId?: string;
 }
 
 export const DEFAULT_CONTROL: ControlConfig = { intervalMs: 10 * 60_000 };
@@ -110,7 +123,8 @@ export interface FleetConfig {
   /** Where built images are pushed; present whenever images are. */
   registry?: RegistrySettings;
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
-  testing?: { pauseAfter: string[] };
+  /** Test infrastructure only: hold named activities after they ran; run another workflow bundle (an upgrade's next version). */
+  testing?: { pauseAfter: string[]; workflowBundle?: string };
   control: ControlConfig;
 }
 
@@ -392,12 +406,39 @@ export function parseHost(raw: unknown, path: string, separateDriver?: { raw: un
   };
 }
 
-/** `control: { interval }`: how often the control plane's fleet-wide round runs. */
-function parseControl(raw: unknown): ControlConfig {
-  if (raw === undefined) return { ...DEFAULT_CONTROL };
-  const c = obj(raw, 'control', 'write e.g. { interval: 10m }');
-  onlyKeys(c, ['interval'], 'control');
-  return { intervalMs: optDuration(c, 'interval', 'control', BOUNDS.fleetIntervalMs, DEFAULT_CONTROL.intervalMs) };
+/** A Worker Deployment name or build id: what Temporal accepts in both, and what a version string can hold unambiguously. */
+const VERSION_PART = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/**
+ * `control: { interval, versioning, deployment, buildId }`: how often the control plane's
+ * fleet-wide round runs, and the Worker Deployment its workers join (on by default in the fleet
+ * form, where the control plane is upgraded apart from the hosts; off in the single-host form).
+ */
+function parseControl(raw: unknown, ctx: { taskQueue: string; singleHostForm: boolean }): ControlConfig {
+  const c = raw === undefined ? {} : obj(raw, 'control', 'write e.g. { interval: 10m }');
+  onlyKeys(c, ['interval', 'versioning', 'deployment', 'buildId'], 'control');
+  const config: ControlConfig = { intervalMs: optDuration(c, 'interval', 'control', BOUNDS.fleetIntervalMs, DEFAULT_CONTROL.intervalMs) };
+  const part = (key: 'deployment' | 'buildId', example: string): string | undefined => {
+    const v = optStr(c, key, 'control', `write it as a string, e.g. ${example}`);
+    if (v !== undefined && !VERSION_PART.test(v)) {
+      throw new ConfigError(`control.${key}: "${v}" is not a valid ${key === 'buildId' ? 'build id' : 'deployment name'}; use up to 100 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. ${example}`);
+    }
+    return v;
+  };
+  const deployment = part('deployment', 'ekiden');
+  const buildId = part('buildId', '0.2.0');
+  const versioning = optBool(c, 'versioning', 'control') ?? !ctx.singleHostForm;
+  if (!versioning) {
+    const set = deployment !== undefined ? 'deployment' : buildId !== undefined ? 'buildId' : undefined;
+    if (set) throw new ConfigError(`control.${set}: set while control.versioning is false; drop it, or set versioning: true`);
+    return config;
+  }
+  const name = deployment ?? ctx.taskQueue;
+  if (!VERSION_PART.test(name)) {
+    throw new ConfigError(`control.deployment: the task queue name "${name}" is not a valid deployment name; set control.deployment, e.g. ekiden`);
+  }
+  config.versioning = { deployment: name, ...(buildId !== undefined ? { buildId } : {}) };
+  return config;
 }
 
 // ───────────────────────────── pools ─────────────────────────────
@@ -571,12 +612,14 @@ export function parseFleetConfig(raw: unknown, env: Env, opts: FleetParseOptions
   let testing: FleetConfig['testing'];
   if (root.testing !== undefined) {
     const t = obj(root.testing, 'testing');
-    onlyKeys(t, ['pauseAfter'], 'testing');
-    const p = t.pauseAfter;
+    onlyKeys(t, ['pauseAfter', 'workflowBundle'], 'testing');
+    const p = t.pauseAfter ?? [];
     if (!Array.isArray(p) || p.some((x) => typeof x !== 'string')) throw new ConfigError('testing.pauseAfter: must be a list of activity names');
     testing = { pauseAfter: p as string[] };
+    const bundle = optStr(t, 'workflowBundle', 'testing', 'write the path of a workflow bundle');
+    if (bundle !== undefined) testing.workflowBundle = configDir === undefined ? bundle : resolve(configDir, bundle);
   }
-  const config: FleetConfig = { temporal, hosts, pools, images, control: parseControl(root.control) };
+  const config: FleetConfig = { temporal, hosts, pools, images, control: parseControl(root.control, { taskQueue: temporal.taskQueue, singleHostForm: root.host !== undefined }) };
   if (registry) config.registry = registry;
   if (github) config.github = github;
   if (webhook) config.webhook = webhook;

@@ -34,7 +34,7 @@ export interface WorkerConfig {
   /** The control plane's fleet-wide round (used when host.control). */
   control: ControlConfig;
   /** Test infrastructure only: hold named activities after they ran (see workers/test-hooks). */
-  testing?: { pauseAfter: string[] };
+  testing?: { pauseAfter: string[]; workflowBundle?: string };
   /** The registry image builds push to and hosts pull from (the password by reference only). */
   registry?: RegistrySettings;
 }
@@ -47,7 +47,7 @@ export interface ControlPlaneConfig {
   temporal: TemporalSettings;
   github: GitHubSettings;
   control: ControlConfig;
-  testing?: { pauseAfter: string[] };
+  testing?: { pauseAfter: string[]; workflowBundle?: string };
   /** The registry image builds are pushed to: the fleet round deletes pruned builds there. */
   registry?: RegistrySettings;
 }

@@ -16,6 +16,7 @@ import { errorMessage } from '../core/failures.js';
 import { fleetScheduleId, SHARED_TASK_QUEUE } from '../core/names.js';
 import type { RunnerRegistry } from '../github/runners.js';
 import type { RegistryEndpoint } from '../registry/client.js';
+import { ensureCurrentVersion, type DeploymentVersion } from '../temporal/deployment.js';
 import { ensureFleetSchedule, type FleetScheduleOptions } from '../temporal/fleet-schedule.js';
 
 export interface ControlWorkerOptions {
@@ -30,6 +31,12 @@ export interface ControlWorkerOptions {
   client?: Client;
   /** The fleet's registry: the fleet round deletes pruned builds there (absent: registry retention is off). */
   registry?: RegistryEndpoint;
+  /**
+   * Poll as this version of a Worker Deployment (temporal/deployment.ts, docs/upgrades.md):
+   * runners, image builds and fleet rounds are pinned to the version they start on; pools, hosts
+   * and image catalogs move to the current version. Absent: an unversioned worker.
+   */
+  versioning?: DeploymentVersion;
   /** The fleet schedule this worker keeps (absent: it leaves the schedule alone). */
   fleetSchedule?: FleetScheduleOptions;
   confirmDelayMs?: number;
@@ -43,6 +50,8 @@ export interface ControlArrival {
   removedRunners: string[];
   /** What the fleet schedule needed (absent when this worker keeps none). */
   schedule?: string;
+  /** With versioning: whether this version was made current, already was, or another one is. */
+  version?: string;
 }
 
 export interface ControlWorker {
@@ -67,10 +76,21 @@ export async function createControlWorker(opts: ControlWorkerOptions): Promise<C
     interceptors: { activityInbound: opts.activityInbound ?? [] },
     shutdownGraceTime: opts.shutdownGraceMs ?? 10_000,
     identity: opts.identity,
+    ...(opts.versioning
+      ? {
+          workerDeploymentOptions: {
+            useWorkerVersioning: true,
+            version: { deploymentName: opts.versioning.deployment, buildId: opts.versioning.buildId },
+            // Each workflow says its own behaviour (setWorkflowOptions); one that does not stays where it started.
+            defaultVersioningBehavior: 'PINNED' as const,
+          },
+        }
+      : {}),
   });
   const arrive = async (): Promise<ControlArrival> => {
     const arrival: ControlArrival = { removedRunners: [] };
     if (!client) return arrival;
+    if (opts.versioning) arrival.version = await joinDeployment(client, opts.versioning, opts.identity, () => !['INITIALIZED', 'RUNNING'].includes(worker.getState()));
     try {
       arrival.removedRunners = await reconcileGitHubNow({ client, github: opts.github }, opts.confirmDelayMs ?? 2_000);
       if (arrival.removedRunners.length > 0) log('INFO', 'removed orphan GitHub runners at start', { removed: arrival.removedRunners });
@@ -91,6 +111,23 @@ export async function createControlWorker(opts: ControlWorkerOptions): Promise<C
     return arrival;
   };
   return { worker, arrive };
+}
+
+/** A first version makes itself current; a later one says how to promote it (never by itself: a restarted old worker must not take the fleet back). */
+async function joinDeployment(client: Client, v: DeploymentVersion, identity: string, stopped: () => boolean): Promise<string> {
+  const fields = { deployment: v.deployment, buildId: v.buildId };
+  try {
+    const outcome = await ensureCurrentVersion(client, v, identity, { stopped });
+    if (outcome.action === 'made-current') log('INFO', 'made this version current: the deployment had none', fields);
+    else if (outcome.action === 'not-current') {
+      log('WARN', `version ${outcome.current} is current: this worker serves the workflows pinned to ${v.buildId}, and new ones once \`ekiden deployment promote ${v.buildId}\` runs`, { ...fields, current: outcome.current });
+      return `not current (${outcome.current} is)`;
+    }
+    return outcome.action;
+  } catch (err) {
+    log('WARN', 'could not read or set the deployment\'s current version; `ekiden deployment status` shows it', { ...fields, message: errorMessage(err) });
+    return 'unknown';
+  }
 }
 
 /** Through the process's Runtime logger (JSON lines; a file under `ekiden up`). */

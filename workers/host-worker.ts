@@ -20,6 +20,7 @@ import { ImageCache } from '../host/image-cache.js';
 import type { RegistryEndpoint } from '../registry/client.js';
 import { createHostActivities } from '../activities/host.js';
 import { hostTaskQueue, hostWorkflowId, SHARED_TASK_QUEUE } from '../core/names.js';
+import type { DeploymentVersion } from '../temporal/deployment.js';
 import type { FleetScheduleOptions } from '../temporal/fleet-schedule.js';
 import { createControlWorker, log, type ControlWorker } from './control-worker.js';
 import { defaultCapacity, resolveHostTiming } from '../core/defaults.js';
@@ -48,6 +49,8 @@ export interface HostWorkerOptions {
   serveShared?: boolean;
   /** With serveShared and a client: keep the fleet schedule (fleet-wide GitHub reconciliation and image GC). */
   fleetSchedule?: FleetScheduleOptions;
+  /** With serveShared: the Worker Deployment version its control-plane worker polls as (workers/control-worker.ts). */
+  versioning?: DeploymentVersion;
   /** Serve this host's VM activities (default true; false for a workflow-only worker). */
   serveHost?: boolean;
   /** Queue for workflows and GitHub activities (default `ekiden`). */
@@ -189,6 +192,7 @@ export async function createHostWorker(opts: HostWorkerOptions): Promise<HostWor
         workflowBundlePath: opts.workflowBundlePath,
         ...(client ? { client } : {}),
         ...(opts.fleetSchedule ? { fleetSchedule: opts.fleetSchedule } : {}),
+        ...(opts.versioning ? { versioning: opts.versioning } : {}),
         ...(opts.images?.registry ? { registry: opts.images.registry } : {}),
         confirmDelayMs: opts.confirmDelayMs ?? 2_000,
         shutdownGraceMs: grace,

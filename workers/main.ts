@@ -21,7 +21,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createDriver } from '../drivers/index.js';
 import { createOctokit, scopeWebUrl } from '../github/client.js';
 import { RunnerRegistry } from '../github/runners.js';
-import { createHostWorker, hostImageCache } from './host-worker.js';
+import { createHostWorker, ekidenVersion, hostImageCache } from './host-worker.js';
+import type { DeploymentVersion } from '../temporal/deployment.js';
+import type { ControlConfig } from '../config/fleet.js';
 import { installRuntime } from './logging.js';
 import { pauseAfterActivities } from './test-hooks.js';
 import { errorMessage } from '../core/failures.js';
@@ -37,6 +39,11 @@ function platformProblem(driver: { kind: string; tartBinary?: string }): string 
     return `driver: tart runs on macOS only (this host is ${process.platform}); use the qemu or fake driver here`;
   }
   return undefined;
+}
+
+/** The Worker Deployment version a control-plane worker of this config polls as (undefined: unversioned). */
+function versionOf(control: ControlConfig): DeploymentVersion | undefined {
+  return control.versioning ? { deployment: control.versioning.deployment, buildId: control.versioning.buildId ?? ekidenVersion() } : undefined;
 }
 
 /** Runs `run` with SIGTERM / SIGINT calling `stop` (a drain), and the handlers removed after. */
@@ -121,8 +128,9 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       github: new RunnerRegistry(createOctokit(config.github), config.github.scope),
-      workflowBundlePath: WORKFLOW_BUNDLE,
+      workflowBundlePath: config.testing?.workflowBundle ?? WORKFLOW_BUNDLE,
       fleetSchedule: { intervalMs: config.control.intervalMs },
+      ...(versionOf(config.control) ? { versioning: versionOf(config.control) } : {}),
       ...(registry ? { registry } : {}),
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       identity: `ekiden-control@${hostname()}:${process.pid}`,
@@ -134,7 +142,17 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
       async () => {
         const running = control.worker.run();
         await control.arrive();
-        console.error(JSON.stringify({ level: 'INFO', msg: 'control plane running', taskQueue: config.temporal.taskQueue, pid: process.pid, roundEveryMs: config.control.intervalMs }));
+        const version = versionOf(config.control);
+        console.error(
+          JSON.stringify({
+            level: 'INFO',
+            msg: 'control plane running',
+            taskQueue: config.temporal.taskQueue,
+            pid: process.pid,
+            roundEveryMs: config.control.intervalMs,
+            ...(version ? { deployment: version.deployment, buildId: version.buildId } : { versioning: false }),
+          }),
+        );
         await running;
       },
     );
@@ -205,12 +223,13 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       github: new RunnerRegistry(octokit, config.github.scope),
       githubRunnerUrl: scopeWebUrl(config.github.apiUrl, config.github.scope),
       dataDir: config.host.dataDir,
-      workflowBundlePath: WORKFLOW_BUNDLE,
+      workflowBundlePath: config.testing?.workflowBundle ?? WORKFLOW_BUNDLE,
       pollIntervalMs: config.host.pollIntervalMs,
       shutdownGraceMs: config.host.shutdownGraceMs,
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       serveShared: config.host.control,
       ...(config.host.control ? { fleetSchedule: { intervalMs: config.control.intervalMs } } : {}),
+      ...(config.host.control && versionOf(config.control) ? { versioning: versionOf(config.control) } : {}),
       images: {
         cache: imageCache,
         ...(registry ? { registry } : {}),

@@ -113,6 +113,13 @@ describe('argument errors: exit 2, one line, nothing contacted', () => {
     [['hosts', 'extra'], /^ekiden: hosts: unexpected argument "extra"$/],
     [['setup', 'now'], /^ekiden: setup: unexpected argument "now"; see `ekiden setup --help`$/],
     [['setup', '--check=yes'], /^ekiden: Option '--check' does not take an argument/],
+    [['deployment'], /^ekiden: deployment: missing action; use status or promote \(`ekiden deployment --help`\)$/],
+    [['deployment', 'roll'], /^ekiden: deployment: unknown action "roll"; use status or promote/],
+    [['deployment', 'status', 'now'], /^ekiden: deployment status: unexpected argument "now"; see `ekiden deployment status --help`$/],
+    [['deployment', 'promote'], /^ekiden: deployment promote: give one BUILD_ID, e\.g\. `ekiden deployment promote 0\.2\.0`$/],
+    [['deployment', 'promote', '0.1.0', '0.2.0'], /^ekiden: deployment promote: give one BUILD_ID/],
+    [['deployment', 'promote', 'v1:2'], /^ekiden: deployment promote: "v1:2" is not a build id/],
+    [['deployment', 'status', '--task-queue'], /^ekiden: --task-queue: missing value/],
     [['setup', '--namespace', 'bad ns'], /^ekiden: --namespace: /],
     [['runners', '--phase', 'sleeping'], /^ekiden: --phase: "sleeping" is not one of pulling, credential, /],
     [['runners', '--pool', 'Bad_Pool'], /^ekiden: --pool: "Bad_Pool" is not a valid name; use 1-31 lower-case letters, digits and single dashes/],
@@ -282,6 +289,9 @@ hosts:
         [['runners'], ['--pool', '--host', '--phase', '--ui-url', ...COMMON]],
         [['hosts'], COMMON],
         [['setup'], ['--check', ...COMMON]],
+        [['deployment', 'status'], ['--deployment', '--task-queue', ...COMMON]],
+        [['deployment', 'promote'], ['--deployment', '--task-queue', ...COMMON]],
+        [['deployment'], ['deployment status', 'deployment promote']],
         [['up'], ['--driver', '--jobs', '--data-dir', '--pool-size', '--labels', '--host-id', '--idle-timeout']],
         [['worker'], ['--config', '--host']],
         [['control'], ['--config']],
@@ -676,7 +686,7 @@ pools:
     expect(status.pools.find((p) => p.name === orphan)).toEqual({ workflowId: `pool/${orphan}`, name: orphan, taskQueue: `nobody-${tag}`, error: 'no answer within 5s; is a worker serving its task queue?' });
     expect(status.pools.find((p) => p.name === poolA)?.status?.pool).toBe(poolA);
     // …and the control-plane section says why: nobody polls its queue.
-    expect(status.control.find((c) => c.taskQueue === `nobody-${tag}`)).toEqual({ taskQueue: `nobody-${tag}`, workers: [] });
+    expect(status.control.find((c) => c.taskQueue === `nobody-${tag}`)).toEqual({ taskQueue: `nobody-${tag}`, workers: [], builds: [], stranded: [] });
     expect(status.control.find((c) => c.taskQueue === taskQueue)?.workers.length).toBeGreaterThan(0);
     const table = await ekiden(['status', ...conn]);
     expect(table.out).toMatch(new RegExp(`^${orphan}\\s+\\?\\s+\\(query failed: .+\\)$`, 'm'));

@@ -99,7 +99,7 @@ describe('fleet config', () => {
 
   it('takes the Temporal connection from the environment when the file has none', () => {
     const c = parseFleetConfig({}, { TEMPORAL_ADDRESS: 'tmp:7233', TEMPORAL_NAMESPACE: 'ns' });
-    expect(c).toEqual({ temporal: { address: 'tmp:7233', namespace: 'ns', taskQueue: 'ekiden' }, hosts: [], pools: [], images: [], control: { intervalMs: 600_000 } });
+    expect(c).toEqual({ temporal: { address: 'tmp:7233', namespace: 'ns', taskQueue: 'ekiden' }, hosts: [], pools: [], images: [], control: { intervalMs: 600_000, versioning: { deployment: 'ekiden' } } });
     expect(parseFleetConfig({}, {}).temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'ekiden' });
   });
 
@@ -132,16 +132,32 @@ describe('fleet config', () => {
   it('the control plane: hosts of a fleet file run only their own VM work unless control: true; a single-host file is its own control plane; the fleet round every 10m unless control.interval says otherwise', () => {
     const c = parseFleetConfig(edited((f) => (f.hosts[2]!.control = true)), {});
     expect(c.hosts.map((h) => [h.id, h.control])).toEqual([['mac-mini-1', false], ['mac-mini-2', false], ['linux-1', true]]);
-    expect(c.control).toEqual({ intervalMs: 600_000 });
+    expect(c.control).toEqual({ intervalMs: 600_000, versioning: { deployment: 'ekiden' } });
     const single = (extra: Record<string, unknown>) => parseFleetConfig({ host: { id: 'box', dataDir: '/d', ...extra }, driver: { kind: 'fake', root: '/r', images: {} } }, {}).hosts[0]!.control;
     expect(single({})).toBe(true);
     expect(single({ control: false })).toBe(false);
-    expect(parseFleetConfig({ control: { interval: '90s' } }, {}).control).toEqual({ intervalMs: 90_000 });
+    expect(parseFleetConfig({ control: { interval: '90s' } }, {}).control).toEqual({ intervalMs: 90_000, versioning: { deployment: 'ekiden' } });
     expect(errorOf({ control: { interval: '5s' } })).toMatch(/^control\.interval: "5s" is not a duration from 10s to 1d; write e\.g\. "10m"/);
     expect(errorOf({ control: { interval: 600 } })).toMatch(/^control\.interval: 600 is not a duration from 10s to 1d/);
     expect(errorOf({ control: { intervl: '1m' } })).toMatch(/^control\.intervl: unknown field; did you mean interval\?$/);
     expect(errorOf({ control: true })).toMatch(/^control: expected an object, got true; write e\.g\. \{ interval: 10m \}$/);
     expect(errorOf(edited((f) => (f.hosts[0]!.control = 'yes')))).toMatch(/^hosts\[0\]\.control: "yes" is not/);
+  });
+
+  it('worker versioning: on in the fleet form (deployment = the task queue, build id = the package version unless set), off in the single-host form; names checked', () => {
+    const control = (raw: Record<string, unknown>) => parseFleetConfig(raw, {}).control;
+    expect(control({ temporal: { taskQueue: 'mac-fleet' } }).versioning).toEqual({ deployment: 'mac-fleet' });
+    expect(control({ control: { deployment: 'ekiden-prod', buildId: '0.2.0-rc.1' } }).versioning).toEqual({ deployment: 'ekiden-prod', buildId: '0.2.0-rc.1' });
+    expect(control({ control: { versioning: false } }).versioning).toBeUndefined();
+    const single = { host: { id: 'box', dataDir: '/d' }, driver: { kind: 'fake', root: '/r', images: {} } };
+    expect(control(single).versioning).toBeUndefined();
+    expect(control({ ...single, control: { versioning: true } }).versioning).toEqual({ deployment: 'ekiden' });
+    expect(errorOf({ control: { buildId: '0.2.0+sha.1' } })).toMatch(/^control\.buildId: "0\.2\.0\+sha\.1" is not a valid build id; use up to 100 letters, digits, '\.', '_' or '-'/);
+    expect(errorOf({ control: { deployment: 'a:b' } })).toMatch(/^control\.deployment: "a:b" is not a valid deployment name/);
+    expect(errorOf({ control: { versioning: false, buildId: '1' } })).toBe('control.buildId: set while control.versioning is false; drop it, or set versioning: true');
+    expect(errorOf({ control: { versioning: 'yes' } })).toMatch(/^control\.versioning: "yes" is not/);
+    expect(errorOf({ temporal: { taskQueue: 'q:1' } })).toMatch(/^control\.deployment: the task queue name "q:1" is not a valid deployment name; set control\.deployment/);
+    expect(errorOf({ testing: { workflowBundle: 3 } })).toMatch(/^testing\.workflowBundle: /);
   });
 
   it('accepts the single-host form of a worker config', () => {

@@ -189,14 +189,17 @@ describe('the control plane in ekiden status', () => {
     expect(controlLines([])).toBe('(no pools or hosts)');
     expect(
       controlLines([
-        { taskQueue: 'ekiden', workers: ['ekiden-control@ctl-1:41', 'ekiden-shared-mac-1@77'] },
-        { taskQueue: 'ios', workers: [] },
-        { taskQueue: 'lab', workers: [], error: 'no answer within 5s' },
+        { taskQueue: 'ekiden', workers: ['ekiden-control@ctl-1:41', 'ekiden-shared-mac-1@77'], builds: [], stranded: [] },
+        { taskQueue: 'ios', workers: [], builds: [], stranded: [] },
+        { taskQueue: 'lab', workers: [], builds: [], stranded: [], error: 'no answer within 5s' },
+        { taskQueue: 'mac', workers: ['ekiden-control@ctl-2:9'], builds: ['0.2.0'], stranded: [{ version: 'mac:0.1.0', workflows: 3 }] },
       ]).split('\n'),
     ).toEqual([
       'ekiden: 2 workers (ekiden-control@ctl-1:41, ekiden-shared-mac-1@77)',
       'ios: no worker serves it — its pools and runners wait; start `ekiden control --config FILE` (or give a host control: true)',
       'lab: (could not ask: no answer within 5s)',
+      'mac: 1 worker (ekiden-control@ctl-2:9), build 0.2.0',
+      'mac: 3 workflows pinned to build 0.1.0 wait: no worker of that version runs; start `ekiden control` of that release until they end (ekiden deployment status)',
     ]);
   });
 });
