@@ -158,3 +158,17 @@ export async function setCurrentVersion(client: Client, v: DeploymentVersion, id
     }
   }
 }
+
+/**
+ * Sends `percentage` % of new workflows (and of auto-upgrading ones, by workflow id) to `v`
+ * instead of the current version; `v` undefined ends the ramp.
+ */
+export async function setRampingVersion(client: Client, deployment: string, v: { buildId: string; percentage: number } | undefined, identity: string): Promise<void> {
+  await client.workflowService.setWorkerDeploymentRampingVersion({
+    namespace: client.options.namespace,
+    deploymentName: deployment,
+    buildId: v?.buildId ?? '',
+    percentage: v?.percentage ?? 0,
+    identity,
+  });
+}

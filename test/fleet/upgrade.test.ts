@@ -86,7 +86,7 @@ describe.skipIf(skip)('upgrading the control plane with runners mid-job (Worker 
   const deploymentStatus = async () => {
     const r = await runEkiden(['deployment', 'status', '--config', newFile, '--json'], 30_000, { env });
     expect(r.code, r.stderr).toBe(0);
-    return JSON.parse(r.stdout) as { current?: string; versions: Array<{ buildId: string; pinned: number; pollers: number }> };
+    return JSON.parse(r.stdout) as { current?: string; ramping?: { buildId: string; percentage: number }; versions: Array<{ buildId: string; pinned: number; pollers: number }> };
   };
 
   it('old runners finish on N, new ones run N+1, the pool and host move, nothing fails or leaks', async () => {
@@ -122,9 +122,24 @@ describe.skipIf(skip)('upgrading the control plane with runners mid-job (Worker 
     expect(before.current).toBe(N);
     expect(before.versions.find((v) => v.buildId === N)!.pinned).toBeGreaterThanOrEqual(2);
 
+    // A canary first: a share of new work to N+1, then back to N alone (nothing new starts meanwhile: both runners are busy).
+    const ramp = await runEkiden(['deployment', 'ramp', N1, '--percent', '25', '--config', newFile], 30_000, { env });
+    expect(ramp.code, ramp.stderr).toBe(0);
+    expect(ramp.stdout).toContain(`25% of new work to ${N1}, the rest to ${N}`);
+    expect(await deploymentStatus()).toMatchObject({ current: N, ramping: { buildId: N1, percentage: 25 } });
+    const refused = await runEkiden(['deployment', 'ramp', N, '--percent', '10', '--config', newFile], 30_000, { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe(`ekiden: deployment ${h.taskQueue}: ${N} is the current version; ramp another one`);
+    const stopped = await runEkiden(['deployment', 'ramp', '--stop', '--config', newFile], 30_000, { env });
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect((await deploymentStatus()).ramping).toBeUndefined();
+    expect((await runEkiden(['deployment', 'ramp', N1, '--percent', '5', '--config', newFile], 30_000, { env })).code).toBe(0);
+
+    // Promoting the ramping version makes it current and ends the ramp.
     const promoted = await runEkiden(['deployment', 'promote', N1, '--config', newFile], 30_000, { env });
     expect(promoted.code, promoted.stderr).toBe(0);
     expect(promoted.stdout).toContain(`${N1} is current (was ${N})`);
+    expect((await deploymentStatus()).ramping).toBeUndefined();
     // Old runners are still mid-job, on N; the jobs go on.
     writeFileSync(gate, '');
     for (const job of jobs) {
