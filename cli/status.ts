@@ -5,6 +5,7 @@
  * workers Temporal saw polling it for workflow tasks in the last 90 s). Pools are queried one by one with a deadline, so a pool
  * nobody serves shows its error in its row instead of hanging the command.
  */
+import { pinnedByVersion, versionKey } from '../temporal/deployment.js';
 import { SA_POOL } from '../core/search-attributes.js';
 import { poolStatusQuery, type PoolStatus } from '../workflows/api.js';
 import { helpText, parseNoArguments, type Common } from './args.js';
@@ -59,9 +60,9 @@ export async function readControl(session: TemporalSession, taskQueues: string[]
         );
         const seen = (p: { lastAccessTime?: { seconds?: unknown; nanos?: number | null } | null }) => Number(p.lastAccessTime?.seconds ?? 0) * 1000;
         const live = (r.pollers ?? []).filter((p) => now - seen(p) <= CONTROL_LIVE_MS);
-        const served = new Set(live.map((p) => (p.deploymentOptions?.buildId ? `${p.deploymentOptions.deploymentName}:${p.deploymentOptions.buildId}` : '')));
+        const served = new Set(live.map((p) => (p.deploymentOptions?.buildId ? versionKey({ deployment: p.deploymentOptions.deploymentName ?? '', buildId: p.deploymentOptions.buildId }) : '')));
         // A server without Worker Deployments has no such attributes: nothing is pinned there.
-        const pinned = await withTimeout(session, QUERY_TIMEOUT_MS, () => pinnedVersions(session, taskQueue)).catch(() => new Map<string, number>());
+        const pinned = await withTimeout(session, QUERY_TIMEOUT_MS, () => pinnedByVersion(session.client, taskQueue)).catch(() => new Map<string, number>());
         return {
           taskQueue,
           workers: live.map((p) => p.identity ?? '?').sort(),
@@ -73,18 +74,6 @@ export async function readControl(session: TemporalSession, taskQueues: string[]
       }
     }),
   );
-}
-
-/** Open workflows on `taskQueue` pinned to a Worker Deployment version, counted by `deployment:buildId`. */
-async function pinnedVersions(session: TemporalSession, taskQueue: string): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  const query = `TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running" AND TemporalWorkflowVersioningBehavior = "Pinned"`;
-  for await (const w of session.client.workflow.list({ query, pageSize: 1000 })) {
-    // A system attribute: not in typedSearchAttributes.
-    const version = (w.searchAttributes as Record<string, unknown[] | undefined>)['TemporalWorkerDeploymentVersion']?.[0];
-    if (typeof version === 'string') counts.set(version, (counts.get(version) ?? 0) + 1);
-  }
-  return counts;
 }
 
 export function controlLines(rows: ControlRow[]): string {

@@ -63,18 +63,16 @@ export async function describeDeployment(client: Client, deployment: string, tas
   const routing = info?.routingConfig;
   const current = routing?.currentDeploymentVersion?.buildId || undefined;
   const rampingId = routing?.rampingDeploymentVersion?.buildId || undefined;
-  const pollers = await versionPollers(client, taskQueue);
-  const versions = await Promise.all(
-    (info?.versionSummaries ?? []).map(async (s): Promise<VersionSummary> => {
-      const buildId = s.deploymentVersion?.buildId ?? '';
-      return {
-        buildId,
-        status: STATUS_WORDS[s.status ?? 0] ?? (buildId === current ? 'current' : 'unknown'),
-        pinned: await pinnedCount(client, taskQueue, { deployment, buildId }),
-        pollers: pollers.get(buildId) ?? 0,
-      };
-    }),
-  );
+  const [pollers, pinned] = await Promise.all([versionPollers(client, taskQueue), pinnedByVersion(client, taskQueue)]);
+  const versions = (info?.versionSummaries ?? []).map((s): VersionSummary => {
+    const buildId = s.deploymentVersion?.buildId ?? '';
+    return {
+      buildId,
+      status: STATUS_WORDS[s.status ?? 0] ?? (buildId === current ? 'current' : 'unknown'),
+      pinned: pinned.get(versionKey({ deployment, buildId })) ?? 0,
+      pollers: pollers.get(buildId) ?? 0,
+    };
+  });
   versions.sort((a, b) => (a.buildId < b.buildId ? 1 : a.buildId > b.buildId ? -1 : 0));
   return {
     deployment,
@@ -84,10 +82,19 @@ export async function describeDeployment(client: Client, deployment: string, tas
   };
 }
 
-/** Open workflows on the shared queue pinned to `v`. */
-export async function pinnedCount(client: Client, taskQueue: string, v: DeploymentVersion): Promise<number> {
-  const query = `TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running" AND TemporalWorkflowVersioningBehavior = "Pinned" AND TemporalWorkerDeploymentVersion = "${versionKey(v)}"`;
-  return (await client.workflow.count(query)).count;
+/**
+ * Open workflows on `taskQueue` pinned to a Worker Deployment version, counted by
+ * `deployment:buildId` (versionKey), from one visibility listing.
+ */
+export async function pinnedByVersion(client: Client, taskQueue: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const query = `TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running" AND TemporalWorkflowVersioningBehavior = "Pinned"`;
+  for await (const w of client.workflow.list({ query, pageSize: 1000 })) {
+    // A system attribute: not in typedSearchAttributes.
+    const version = (w.searchAttributes as Record<string, unknown[] | undefined>)['TemporalWorkerDeploymentVersion']?.[0];
+    if (typeof version === 'string') counts.set(version, (counts.get(version) ?? 0) + 1);
+  }
+  return counts;
 }
 
 /** Workflow pollers of the shared queue by build id (versioned pollers only). */

@@ -122,6 +122,7 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
   try {
     installRuntime();
     const { connection, client } = await connectFleet(config.temporal, credentials, loaded, env, closers);
+    const version = versionOf(config.control);
     const control = await createControlWorker({
       connection,
       client,
@@ -130,7 +131,7 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
       github: new RunnerRegistry(createOctokit(config.github), config.github.scope),
       workflowBundlePath: config.testing?.workflowBundle ?? WORKFLOW_BUNDLE,
       fleetSchedule: { intervalMs: config.control.intervalMs },
-      ...(versionOf(config.control) ? { versioning: versionOf(config.control) } : {}),
+      ...(version ? { versioning: version } : {}),
       ...(registry ? { registry } : {}),
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       identity: `ekiden-control@${hostname()}:${process.pid}`,
@@ -142,7 +143,6 @@ export async function runControlFromConfig(configPath: string, env: Record<strin
       async () => {
         const running = control.worker.run();
         await control.arrive();
-        const version = versionOf(config.control);
         console.error(
           JSON.stringify({
             level: 'INFO',
@@ -211,6 +211,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
     const octokit = createOctokit(config.github);
     // One image cache per host, shared by the driver (runners' images) and the image activities (prefetch).
     const imageCache = hostImageCache(config.host.dataDir, { cacheBudgetBytes: config.host.imageCache.budgetBytes, cacheRetentionMs: config.host.imageCache.retentionMs });
+    const version = versionOf(config.control);
     const worker = await createHostWorker({
       connection,
       client,
@@ -229,7 +230,7 @@ export async function runWorkerFromConfig(configPath: string, env: Record<string
       activityInbound: config.testing ? [pauseAfterActivities(config.testing.pauseAfter)] : [],
       serveShared: config.host.control,
       ...(config.host.control ? { fleetSchedule: { intervalMs: config.control.intervalMs } } : {}),
-      ...(config.host.control && versionOf(config.control) ? { versioning: versionOf(config.control) } : {}),
+      ...(config.host.control && version ? { versioning: version } : {}),
       images: {
         cache: imageCache,
         ...(registry ? { registry } : {}),
